@@ -1,0 +1,349 @@
+/* proxy/config.c: ztproxy.yaml → zt_config_t, strictly (see config.h). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "spiffe.h"
+#include "zt_yaml.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define DEFAULT_IDLE_TIMEOUT_MS 300000
+#define DEFAULT_MAX_CONNECTIONS 10000
+#define DEFAULT_DRAIN_TIMEOUT_MS 30000
+
+int zt_addr_parse(const char *s, zt_addr_t *a, const char **why) {
+  char host[64];
+  const char *colon, *h = s;
+  size_t hl;
+  char *end;
+  unsigned long port;
+
+  memset(a, 0, sizeof(*a));
+  colon = strrchr(s, ':');
+  if (colon == NULL) { *why = "expected host:port"; return -1; }
+  hl = (size_t)(colon - s);
+  if (s[0] == '[') {
+    if (hl < 2 || s[hl - 1] != ']') { *why = "expected [IPv6]:port"; return -1; }
+    h = s + 1;
+    hl -= 2;
+  }
+  if (hl == 0 || hl >= sizeof(host)) { *why = "missing or overlong host"; return -1; }
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  port = strtoul(colon + 1, &end, 10);
+  if (colon[1] < '0' || colon[1] > '9' || *end || port == 0 || port > 65535) {
+    *why = "is not a valid port (1-65535)";
+    return -1;
+  }
+  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&a->ss) != 0 &&
+      uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&a->ss) != 0) {
+    *why = "host is not an IP address (names are not resolved)";
+    return -1;
+  }
+  if (s[0] != '[' && a->ss.ss_family == AF_INET6) {
+    *why = "IPv6 addresses are written [addr]:port";
+    return -1;
+  }
+  a->port = (uint16_t)port;
+  snprintf(a->str, sizeof(a->str), "%s", s);
+  return 0;
+}
+
+typedef struct {
+  zt_yaml_t y;
+  char dir[4096];
+  zt_error_t *err;
+} loader_t;
+
+/* Resolve path against the config folder and check that it is readable. */
+static int file_path(loader_t *L, yaml_node_t *n, const char *what, char **out) {
+  const char *s;
+  char buf[8192];
+  if (zt_yaml_str(&L->y, n, what, &s, L->err)) return -1;
+  if (s[0] == '\0') return zt_yaml_fail(&L->y, n, L->err, "%s: empty path", what);
+  if (s[0] == '/' || L->dir[0] == '\0') snprintf(buf, sizeof(buf), "%s", s);
+  else snprintf(buf, sizeof(buf), "%s/%s", L->dir, s);
+  if (access(buf, R_OK) != 0)
+    return zt_yaml_fail(&L->y, n, L->err, "%s: cannot read \"%s\"", what, buf);
+  *out = strdup(buf);
+  return 0;
+}
+
+static int addr(loader_t *L, yaml_node_t *n, const char *what, zt_addr_t *a) {
+  const char *s, *why;
+  if (zt_yaml_str(&L->y, n, what, &s, L->err)) return -1;
+  if (zt_addr_parse(s, a, &why))
+    return zt_yaml_fail(&L->y, n, L->err, "%s: \"%s\" %s", what, s, why);
+  return 0;
+}
+
+static int opt_duration(loader_t *L, yaml_node_t *map, const char *key, const char *what,
+                        uint64_t def, uint64_t *out) {
+  yaml_node_t *n = zt_yaml_get(&L->y, map, key);
+  char w[128];
+  *out = def;
+  if (n == NULL) return 0;
+  snprintf(w, sizeof(w), "%s.%s", what, key);
+  if (zt_yaml_duration(&L->y, n, w, out, L->err)) return -1;
+  if (*out == 0) return zt_yaml_fail(&L->y, n, L->err, "%s: must be more than 0", w);
+  return 0;
+}
+
+static yaml_node_t *required(loader_t *L, yaml_node_t *map, const char *key,
+                             const char *what) {
+  yaml_node_t *n = zt_yaml_get(&L->y, map, key);
+  if (n == NULL)
+    zt_yaml_fail(&L->y, map, L->err, "%s: missing required key \"%s\"", what, key);
+  return n;
+}
+
+static int load_identity(loader_t *L, yaml_node_t *n, zt_config_t *c) {
+  static const char *const keys[] = {"cert", "key", "bundle", NULL};
+  yaml_node_t *v;
+  if (zt_yaml_check_keys(&L->y, n, keys, "identity", L->err)) return -1;
+  if (!(v = required(L, n, "cert", "identity")) || file_path(L, v, "identity.cert", &c->cert))
+    return -1;
+  if (!(v = required(L, n, "key", "identity")) || file_path(L, v, "identity.key", &c->key))
+    return -1;
+  if (!(v = required(L, n, "bundle", "identity")) ||
+      file_path(L, v, "identity.bundle", &c->bundle))
+    return -1;
+  return 0;
+}
+
+static int load_log(loader_t *L, yaml_node_t *n, zt_config_t *c) {
+  static const char *const keys[] = {"access", "level", NULL};
+  yaml_node_t *v;
+  const char *s;
+  if (zt_yaml_check_keys(&L->y, n, keys, "log", L->err)) return -1;
+  if ((v = zt_yaml_get(&L->y, n, "access"))) {
+    if (zt_yaml_str(&L->y, v, "log.access", &s, L->err)) return -1;
+    free(c->access_log);
+    c->access_log = NULL;
+    if (strcmp(s, "off") == 0) {
+    } else if (strcmp(s, "stdout") == 0 || s[0] == '/' || L->dir[0] == '\0') {
+      c->access_log = strdup(s);
+    } else {
+      char buf[8192];
+      snprintf(buf, sizeof(buf), "%s/%s", L->dir, s);
+      c->access_log = strdup(buf);
+    }
+  }
+  if ((v = zt_yaml_get(&L->y, n, "level"))) {
+    if (zt_yaml_str(&L->y, v, "log.level", &s, L->err)) return -1;
+    if ((c->log_level = zt_log_level_parse(s)) < 0)
+      return zt_yaml_fail(&L->y, v, L->err,
+                          "log.level: \"%s\" is not one of debug, info, warn, error", s);
+  }
+  return 0;
+}
+
+static int load_listener(loader_t *L, yaml_node_t *n, size_t idx, zt_config_t *c) {
+  static const char *const keys[] = {
+      "name", "mode", "listen", "forward", "upstream", "expect_server", "policy",
+      "protocol", "connect_timeout", "handshake_timeout", "idle_timeout",
+      "max_connections", NULL};
+  zt_listener_conf_t *l = &c->listeners[idx];
+  char what[64];
+  yaml_node_t *v;
+  const char *s;
+
+  snprintf(what, sizeof(what), "listeners[%zu]", idx);
+  if (zt_yaml_check_keys(&L->y, n, keys, what, L->err)) return -1;
+
+  if (!(v = required(L, n, "name", what)) || zt_yaml_str(&L->y, v, "name", &s, L->err))
+    return -1;
+  if (s[0] == '\0') return zt_yaml_fail(&L->y, v, L->err, "%s.name: empty", what);
+  for (size_t i = 0; i < idx; i++)
+    if (strcmp(c->listeners[i].name, s) == 0)
+      return zt_yaml_fail(&L->y, v, L->err, "%s.name: \"%s\" is used twice", what, s);
+  l->name = strdup(s);
+  snprintf(what, sizeof(what), "listeners[%s]", l->name);
+
+  if (!(v = required(L, n, "mode", what)) || zt_yaml_str(&L->y, v, "mode", &s, L->err))
+    return -1;
+  if (strcmp(s, "inbound") == 0) l->mode = ZT_MODE_INBOUND;
+  else if (strcmp(s, "outbound") == 0) l->mode = ZT_MODE_OUTBOUND;
+  else
+    return zt_yaml_fail(&L->y, v, L->err,
+                        "%s.mode: \"%s\" is not one of inbound, outbound", what, s);
+
+  if (!(v = required(L, n, "listen", what)) || addr(L, v, "listen", &l->listen)) return -1;
+
+  if ((v = zt_yaml_get(&L->y, n, "protocol"))) {
+    if (zt_yaml_str(&L->y, v, "protocol", &s, L->err)) return -1;
+    if (strcmp(s, "tcp") != 0)
+      return zt_yaml_fail(&L->y, v, L->err, "%s.protocol: \"%s\" is not supported (tcp)",
+                          what, s);
+  }
+
+  if (l->mode == ZT_MODE_INBOUND) {
+    zt_error_t perr;
+    if ((v = zt_yaml_get(&L->y, n, "upstream")))
+      return zt_yaml_fail(&L->y, v, L->err, "%s: upstream is for outbound listeners "
+                                            "(inbound listeners use forward)", what);
+    if ((v = zt_yaml_get(&L->y, n, "expect_server")))
+      return zt_yaml_fail(&L->y, v, L->err, "%s: expect_server is for outbound listeners",
+                          what);
+    if (!(v = required(L, n, "forward", what)) || addr(L, v, "forward", &l->target))
+      return -1;
+    if (!(v = required(L, n, "policy", what)) || file_path(L, v, "policy", &l->policy_file))
+      return -1;
+    if (zt_policy_load(l->policy_file, &l->policy, &perr)) {
+      *L->err = perr;
+      return -1;
+    }
+    if (zt_policy_has_http_rules(l->policy))
+      return zt_yaml_fail(&L->y, v, L->err,
+                          "%s.policy: \"%s\" has http rules, but this listener is tcp",
+                          what, l->policy_file);
+  } else {
+    if ((v = zt_yaml_get(&L->y, n, "forward")))
+      return zt_yaml_fail(&L->y, v, L->err, "%s: forward is for inbound listeners "
+                                            "(outbound listeners use upstream)", what);
+    if ((v = zt_yaml_get(&L->y, n, "policy")))
+      return zt_yaml_fail(&L->y, v, L->err,
+                          "%s: policy applies on inbound listeners only", what);
+    if (!(v = required(L, n, "upstream", what)) || addr(L, v, "upstream", &l->target))
+      return -1;
+    if ((v = zt_yaml_get(&L->y, n, "expect_server"))) {
+      if (zt_yaml_want_seq(&L->y, v, "expect_server", L->err)) return -1;
+      l->n_expect_server = zt_yaml_len(v);
+      if (l->n_expect_server == 0)
+        return zt_yaml_fail(&L->y, v, L->err, "%s.expect_server: empty list", what);
+      l->expect_server = calloc(l->n_expect_server, sizeof(char *));
+      for (size_t i = 0; i < l->n_expect_server; i++) {
+        yaml_node_t *it = zt_yaml_item(&L->y, v, i);
+        const char *why;
+        zt_spiffe_id_t id;
+        if (zt_yaml_str(&L->y, it, "expect_server", &s, L->err)) return -1;
+        if (zt_spiffe_id_parse(s, strlen(s), &id, &why))
+          return zt_yaml_fail(&L->y, it, L->err,
+                              "%s.expect_server: \"%s\" is not a SPIFFE ID: %s", what, s, why);
+        l->expect_server[i] = strdup(s);
+      }
+    }
+  }
+
+  if (opt_duration(L, n, "connect_timeout", what, DEFAULT_CONNECT_TIMEOUT_MS,
+                   &l->connect_timeout_ms) ||
+      opt_duration(L, n, "handshake_timeout", what, DEFAULT_HANDSHAKE_TIMEOUT_MS,
+                   &l->handshake_timeout_ms) ||
+      opt_duration(L, n, "idle_timeout", what, DEFAULT_IDLE_TIMEOUT_MS,
+                   &l->idle_timeout_ms))
+    return -1;
+  l->max_connections = DEFAULT_MAX_CONNECTIONS;
+  if ((v = zt_yaml_get(&L->y, n, "max_connections"))) {
+    uint64_t m;
+    if (zt_yaml_uint(&L->y, v, "max_connections", 1, 1000000, &m, L->err)) return -1;
+    l->max_connections = (uint32_t)m;
+  }
+  return 0;
+}
+
+int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
+  static const char *const keys[] = {"identity", "admin", "log", "workers",
+                                     "drain_timeout", "listeners", NULL};
+  loader_t L;
+  yaml_node_t *root, *v;
+  const char *slash;
+
+  memset(c, 0, sizeof(*c));
+  memset(&L, 0, sizeof(L));
+  L.err = err;
+  c->file = strdup(file);
+  c->log_level = ZT_LOG_INFO;
+  c->access_log = strdup("stdout");
+  c->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
+  slash = strrchr(file, '/');
+  if (slash) snprintf(L.dir, sizeof(L.dir), "%.*s", (int)(slash - file), file);
+  if (slash == file) snprintf(L.dir, sizeof(L.dir), "/");
+
+  if (zt_yaml_load(&L.y, c->file, err)) goto fail;
+  root = zt_yaml_root(&L.y);
+  if (root == NULL) {
+    zt_error_set(err, file, 0, 0, "empty configuration");
+    goto fail;
+  }
+  if (zt_yaml_check_keys(&L.y, root, keys, "configuration", err)) goto fail;
+
+  if (!(v = required(&L, root, "identity", "configuration")) || load_identity(&L, v, c))
+    goto fail;
+  if ((v = zt_yaml_get(&L.y, root, "admin"))) {
+    zt_yaml_fail(&L.y, v, err, "admin: the admin endpoint is not available in this build");
+    goto fail;
+  }
+  if ((v = zt_yaml_get(&L.y, root, "log")) && load_log(&L, v, c)) goto fail;
+
+  c->workers = (unsigned)uv_available_parallelism();
+  if ((v = zt_yaml_get(&L.y, root, "workers"))) {
+    uint64_t w;
+    if (v->type == YAML_SCALAR_NODE && strcmp((char *)v->data.scalar.value, "auto") == 0) {
+    } else if (zt_yaml_uint(&L.y, v, "workers (a number or auto)", 1, 256, &w, err)) {
+      goto fail;
+    } else {
+      c->workers = (unsigned)w;
+    }
+  }
+  if ((v = zt_yaml_get(&L.y, root, "drain_timeout")) &&
+      zt_yaml_duration(&L.y, v, "drain_timeout", &c->drain_timeout_ms, err))
+    goto fail;
+
+  if (!(v = required(&L, root, "listeners", "configuration")) ||
+      zt_yaml_want_seq(&L.y, v, "listeners", err))
+    goto fail;
+  c->n_listeners = zt_yaml_len(v);
+  if (c->n_listeners == 0) {
+    zt_yaml_fail(&L.y, v, err, "listeners: at least one listener is needed");
+    goto fail;
+  }
+  c->listeners = calloc(c->n_listeners, sizeof(*c->listeners));
+  for (size_t i = 0; i < c->n_listeners; i++) {
+    yaml_node_t *it = zt_yaml_item(&L.y, v, i);
+    if (load_listener(&L, it, i, c)) goto fail;
+    for (size_t j = 0; j < i; j++) {
+      if (c->listeners[j].listen.ss.ss_family == c->listeners[i].listen.ss.ss_family &&
+          c->listeners[j].listen.port == c->listeners[i].listen.port &&
+          strcmp(c->listeners[j].listen.str, c->listeners[i].listen.str) == 0) {
+        zt_yaml_fail(&L.y, zt_yaml_get(&L.y, it, "listen"), err,
+                     "listeners[%s].listen: %s is already used by listener %s",
+                     c->listeners[i].name, c->listeners[i].listen.str,
+                     c->listeners[j].name);
+        goto fail;
+      }
+    }
+  }
+  zt_yaml_free(&L.y);
+  return 0;
+
+fail:
+  zt_yaml_free(&L.y);
+  zt_config_free(c);
+  return -1;
+}
+
+void zt_config_free(zt_config_t *c) {
+  for (size_t i = 0; i < c->n_listeners && c->listeners; i++) {
+    zt_listener_conf_t *l = &c->listeners[i];
+    free(l->name);
+    for (size_t j = 0; j < l->n_expect_server && l->expect_server; j++)
+      free(l->expect_server[j]);
+    free(l->expect_server);
+    free(l->policy_file);
+    zt_policy_release(l->policy);
+  }
+  free(c->listeners);
+  free(c->file);
+  free(c->cert);
+  free(c->key);
+  free(c->bundle);
+  free(c->access_log);
+  memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,666 @@
+/* proxy/conn.c: one proxied connection, from accept to its access-log record.
+ *
+ * A connection has a TLS side and a plain side: inbound, the accepted peer speaks mTLS
+ * and the app is plain; outbound, the accepted app is plain and the upstream speaks
+ * mTLS. wolfSSL runs over our I/O callbacks: ciphertext read from the TLS socket waits
+ * in `rx` until wolfSSL pulls it (tls_recv), and what wolfSSL emits is appended to the
+ * unsent chain (tls_send) and written by flush_tx, uv_try_write first.
+ *
+ * Nothing from the TLS peer is decrypted toward the app before the handshake has
+ * verified the peer's SVID and, inbound, the policy has allowed it: until then the app
+ * connection does not even exist.
+ *
+ * Backpressure: above ZT_HIGH_WATER bytes queued toward one side, the other side's
+ * reading stops; it resumes at ZT_LOW_WATER. Half-close travels as TLS close_notify
+ * plus TCP FIN. Every end goes through zt_conn_close(), which writes the access-log
+ * record once; the last handle's close callback frees everything.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "svid.h"
+
+typedef enum {
+  ZT_CONN_HANDSHAKE,
+  ZT_CONN_CONNECTING,
+  ZT_CONN_STREAMING,
+  ZT_CONN_CLOSING
+} zt_conn_state_t;
+
+struct zt_conn {
+  zt_worker_t *w;
+  zt_wlistener_t *wl;
+  const zt_listener_conf_t *lc;
+  zt_conn_t *prev, *next;         /* the worker's list */
+  uv_tcp_t down, up;              /* accepted, and the one we connect */
+  uv_timer_t timer;               /* handshake, connect or idle deadline */
+  uv_connect_t connect_req;
+  uv_shutdown_t shut_tls, shut_plain;
+  WOLFSSL *ssl;                   /* owned; NULL until the TLS side exists */
+  zt_identity_t *ident;           /* the snapshot this connection uses */
+  zt_policy_t *policy;            /* inbound: the snapshot it was admitted under */
+  zt_tls_peer_t peer;
+  zt_block_t *rx;                 /* ciphertext not yet taken by wolfSSL */
+  uint32_t rx_off;
+  zt_block_t *tx_head, *tx_tail;  /* wolfSSL output not yet handed to libuv */
+  size_t pending_tls, pending_plain; /* bytes in uv_write toward each side */
+  zt_conn_state_t state;
+  bool inbound, up_open, counted, decided;
+  bool tls_paused, plain_paused;  /* reading stopped by backpressure */
+  bool tls_eof;                   /* TCP FIN from the TLS peer */
+  bool tls_closed;                /* no more plaintext will come from the TLS side */
+  bool plain_eof;                 /* FIN from the plain side */
+  bool tls_wshut, plain_wshut;    /* shutdown requested toward each side */
+  bool tls_wshut_done, plain_wshut_done;
+  int pending_closes;
+  const char *close_reason, *tls_error, *tls_version, *cipher;
+  zt_decision_t decision;
+  uint64_t id, bytes_in, bytes_out, start_ms, last_ms;
+  char src[64];
+};
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+static uv_stream_t *tls_stream(zt_conn_t *c) {
+  return (uv_stream_t *)(c->inbound ? &c->down : &c->up);
+}
+static uv_stream_t *plain_stream(zt_conn_t *c) {
+  return (uv_stream_t *)(c->inbound ? &c->up : &c->down);
+}
+/* Plaintext that came out of the TLS side travels client→server inbound. */
+static uint64_t *from_tls_bytes(zt_conn_t *c) {
+  return c->inbound ? &c->bytes_in : &c->bytes_out;
+}
+static uint64_t *from_plain_bytes(zt_conn_t *c) {
+  return c->inbound ? &c->bytes_out : &c->bytes_in;
+}
+
+static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_plain_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void pump_tls(zt_conn_t *c);
+static void alloc_tls(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void alloc_plain(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_timer(uv_timer_t *t);
+static void on_shutdown(uv_shutdown_t *req, int status);
+
+/* --- the access log ---------------------------------------------------------------- */
+
+static void access_log(zt_conn_t *c) {
+  char line[4096], ts[32], num[160];
+  size_t n = 0;
+  const size_t cap = sizeof(line);
+  const char *decision = "none";
+  uint64_t now = uv_now(&c->w->loop);
+
+  if (!zt_access_log_enabled()) return;
+  if (c->decided) decision = c->decision.action == ZT_ALLOW ? "allow" : "deny";
+  zt_log_timestamp(ts);
+#define LIT(s) do { size_t l_ = strlen(s); if (n + l_ < cap) { memcpy(line + n, s, l_); n += l_; } } while (0)
+#define STR(k, v) do { LIT(",\"" k "\":"); n = zt_json_str(line, n, cap, (v)); } while (0)
+  LIT("{\"ts\":");
+  n = zt_json_str(line, n, cap, ts);
+  STR("listener", c->lc->name);
+  snprintf(num, sizeof(num), ",\"conn_id\":%llu", (unsigned long long)c->id);
+  LIT(num);
+  STR("src", c->src);
+  STR("dst", c->lc->target.str);
+  STR("peer_id", c->peer.peer_id);
+  STR("local_id", c->ident->id);
+  STR("tls_version", c->tls_version);
+  STR("cipher", c->cipher);
+  STR("decision", decision);
+  STR("rule", c->decided ? c->decision.rule : NULL);
+  LIT(c->decided ? (c->decision.enforced ? ",\"enforced\":true" : ",\"enforced\":false")
+                 : ",\"enforced\":null");
+  snprintf(num, sizeof(num), ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu",
+           (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+           (unsigned long long)(now - c->start_ms));
+  LIT(num);
+  STR("close_reason", c->close_reason);
+  STR("tls_error", c->tls_error);
+  LIT("}\n");
+#undef STR
+#undef LIT
+  zt_access_log_write(line, n);
+}
+
+/* --- closing ----------------------------------------------------------------------- */
+
+static void free_conn(zt_conn_t *c) {
+  zt_worker_t *w = c->w;
+  zt_block_t *b;
+  if (c->rx) zt_block_put(w, c->rx);
+  while ((b = c->tx_head)) {
+    c->tx_head = b->next;
+    zt_block_put(w, b);
+  }
+  if (c->ssl) wolfSSL_free(c->ssl);
+  free(c->peer.peer_id);
+  zt_policy_release(c->policy);
+  zt_identity_release(c->ident);
+  if (c->counted) atomic_fetch_sub_explicit(&c->wl->l->active, 1, memory_order_relaxed);
+  if (c->prev) c->prev->next = c->next;
+  else w->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  w->n_conns--;
+  free(c);
+  zt_worker_conn_gone(w);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  zt_conn_t *c = h->data;
+  if (--c->pending_closes == 0) free_conn(c);
+}
+
+void zt_conn_close(zt_conn_t *c, const char *reason) {
+  if (c->state == ZT_CONN_CLOSING) return;
+  c->state = ZT_CONN_CLOSING;
+  c->close_reason = reason;
+  access_log(c);
+  c->pending_closes = 2 + c->up_open;
+  uv_close((uv_handle_t *)&c->down, on_handle_closed);
+  if (c->up_open) uv_close((uv_handle_t *)&c->up, on_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+void zt_conn_close_all(zt_worker_t *w, const char *reason) {
+  /* zt_conn_close frees nothing before the close callbacks: the list stays intact. */
+  for (zt_conn_t *c = w->conns; c; c = c->next) zt_conn_close(c, reason);
+}
+
+static void maybe_finish(zt_conn_t *c) {
+  if (c->tls_wshut_done && c->plain_wshut_done && c->pending_tls == 0 &&
+      c->pending_plain == 0)
+    zt_conn_close(c, "eof");
+}
+
+/* --- writing ----------------------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status) {
+  zt_block_t *b = container_of(req, zt_block_t, req);
+  zt_conn_t *c = b->conn;
+  int to_tls = b->to_tls;
+
+  if (to_tls) c->pending_tls -= b->len;
+  else c->pending_plain -= b->len;
+  zt_block_put(c->w, b);
+  if (c->state == ZT_CONN_CLOSING) return;
+  if (status < 0) {
+    zt_conn_close(c, "reset");
+    return;
+  }
+  if (to_tls && c->plain_paused && c->pending_tls <= ZT_LOW_WATER && !c->plain_eof) {
+    c->plain_paused = false;
+    uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
+  }
+  if (!to_tls && c->tls_paused && c->pending_plain <= ZT_LOW_WATER) {
+    c->tls_paused = false;
+    if (!c->tls_eof) uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
+    pump_tls(c);
+    if (c->state == ZT_CONN_CLOSING) return;
+  }
+  maybe_finish(c);
+}
+
+/* Write block b (ownership passes) toward one side: uv_try_write when nothing is
+ * queued, so the common case costs one syscall and no request. */
+static int write_block(zt_conn_t *c, zt_block_t *b, int to_tls) {
+  uv_stream_t *s = to_tls ? tls_stream(c) : plain_stream(c);
+  size_t *pending = to_tls ? &c->pending_tls : &c->pending_plain;
+  uv_buf_t buf = uv_buf_init(b->data, b->len);
+  int r;
+
+  if (*pending == 0) {
+    r = uv_try_write(s, &buf, 1);
+    if (r == (int)b->len) {
+      zt_block_put(c->w, b);
+      return 0;
+    }
+    if (r > 0) {
+      buf = uv_buf_init(b->data + r, b->len - (unsigned)r);
+      b->len -= (uint32_t)r;
+    } else if (r != UV_EAGAIN) {
+      zt_block_put(c->w, b);
+      return r;
+    }
+  }
+  b->conn = c;
+  b->to_tls = (uint8_t)to_tls;
+  r = uv_write(&b->req, s, &buf, 1, on_write);
+  if (r < 0) {
+    zt_block_put(c->w, b);
+    return r;
+  }
+  *pending += b->len;
+  return 0;
+}
+
+static int flush_tx(zt_conn_t *c) {
+  zt_block_t *b;
+  while ((b = c->tx_head)) {
+    c->tx_head = b->next;
+    if (c->tx_head == NULL) c->tx_tail = NULL;
+    if (write_block(c, b, 1)) {
+      zt_conn_close(c, "reset");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* --- wolfSSL I/O callbacks ---------------------------------------------------------- */
+
+static int tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  zt_conn_t *c = ctx;
+  uint32_t avail;
+  (void)ssl;
+  if (c->rx == NULL || c->rx_off == c->rx->len)
+    return c->tls_eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+  avail = c->rx->len - c->rx_off;
+  if ((uint32_t)sz > avail) sz = (int)avail;
+  memcpy(buf, c->rx->data + c->rx_off, (size_t)sz);
+  c->rx_off += (uint32_t)sz;
+  return sz;
+}
+
+static int tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  zt_conn_t *c = ctx;
+  int left = sz;
+  (void)ssl;
+  if (c->state == ZT_CONN_CLOSING) return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+  while (left > 0) {
+    zt_block_t *b = c->tx_tail;
+    uint32_t room, n;
+    if (b == NULL || b->len == ZT_BLOCK_DATA) {
+      b = zt_block_get(c->w);
+      if (b == NULL) return WOLFSSL_CBIO_ERR_GENERAL;
+      b->len = 0;
+      b->next = NULL;
+      if (c->tx_tail) c->tx_tail->next = b;
+      else c->tx_head = b;
+      c->tx_tail = b;
+    }
+    room = ZT_BLOCK_DATA - b->len;
+    n = (uint32_t)left < room ? (uint32_t)left : room;
+    memcpy(b->data + b->len, buf, n);
+    b->len += n;
+    buf += n;
+    left -= (int)n;
+  }
+  return sz;
+}
+
+/* --- reading ------------------------------------------------------------------------- */
+
+static void release_rx_if_empty(zt_conn_t *c) {
+  if (c->rx && c->rx_off == c->rx->len) {
+    zt_block_put(c->w, c->rx);
+    c->rx = NULL;
+    c->rx_off = 0;
+  }
+}
+
+static void alloc_tls(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  zt_conn_t *c = h->data;
+  (void)suggested;
+  if (c->rx == NULL) {
+    if ((c->rx = zt_block_get(c->w)) == NULL) {
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+    c->rx->len = 0;
+    c->rx_off = 0;
+  } else if (c->rx_off > 0 && ZT_BLOCK_DATA - c->rx->len < 4096) {
+    memmove(c->rx->data, c->rx->data + c->rx_off, c->rx->len - c->rx_off);
+    c->rx->len -= c->rx_off;
+    c->rx_off = 0;
+  }
+  *buf = uv_buf_init(c->rx->data + c->rx->len, ZT_BLOCK_DATA - c->rx->len);
+}
+
+static void alloc_plain(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  zt_conn_t *c = h->data;
+  zt_block_t *b = zt_block_get(c->w);
+  (void)suggested;
+  /* 16 KiB of plaintext: exactly one full TLS record per read. */
+  *buf = b ? uv_buf_init(b->data, 16384) : uv_buf_init(NULL, 0);
+}
+
+static void start_idle_timer(zt_conn_t *c);
+
+static void handshake_failed(zt_conn_t *c, int ret) {
+  c->tls_error = zt_tls_failure_reason(c->ssl, ret, &c->peer);
+  zt_warn("%s: conn %llu from %s: TLS handshake refused%s%s: %s (%s)", c->lc->name,
+          (unsigned long long)c->id, c->src, c->peer.peer_id ? " for " : "",
+          c->peer.peer_id ? c->peer.peer_id : "", zt_svid_reason_text(c->tls_error),
+          c->tls_error);
+  zt_conn_close(c, "handshake_failed");
+}
+
+static void on_up_connect(uv_connect_t *req, int status);
+
+static void connect_up(zt_conn_t *c) {
+  int r;
+  c->state = ZT_CONN_CONNECTING;
+  uv_tcp_init(&c->w->loop, &c->up);
+  c->up.data = c;
+  c->up_open = true;
+  r = uv_tcp_connect(&c->connect_req, &c->up, (const struct sockaddr *)&c->lc->target.ss,
+                     on_up_connect);
+  if (r < 0) {
+    zt_warn("%s: conn %llu: cannot connect to %s: %s", c->lc->name,
+            (unsigned long long)c->id, c->lc->target.str, uv_strerror(r));
+    zt_conn_close(c, "upstream_connect_failed");
+    return;
+  }
+  uv_timer_start(&c->timer, on_timer, c->lc->connect_timeout_ms, 0);
+}
+
+static void handshake_done(zt_conn_t *c) {
+  c->tls_version = wolfSSL_get_version(c->ssl);
+  c->cipher = wolfSSL_get_cipher_name(c->ssl);
+  if (c->peer.peer_id == NULL) {     /* the verify callback always sets it */
+    c->tls_error = "tls_error";
+    zt_conn_close(c, "handshake_failed");
+    return;
+  }
+  if (!c->inbound) {
+    c->state = ZT_CONN_STREAMING;
+    start_idle_timer(c);
+    uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
+    pump_tls(c);
+    return;
+  }
+  {
+    zt_request_t req = {c->peer.peer_id, strlen(c->peer.peer_id), c->lc->target.port,
+                        NULL, NULL};
+    c->decision = zt_policy_decide(c->policy, &req);
+    c->decided = true;
+  }
+  if (c->decision.action == ZT_DENY) {
+    zt_warn("%s: conn %llu from %s: %s to port %u denied by rule %s%s", c->lc->name,
+            (unsigned long long)c->id, c->src, c->peer.peer_id, c->lc->target.port,
+            c->decision.rule, c->decision.enforced ? "" : " (audit: let through)");
+    if (c->decision.enforced) {
+      zt_conn_close(c, "peer_not_allowed");
+      return;
+    }
+  }
+  /* Hold the peer's bytes (in wolfSSL and rx) until the app connection is up. */
+  uv_read_stop(tls_stream(c));
+  connect_up(c);
+}
+
+static void drive_handshake(zt_conn_t *c) {
+  int r = c->inbound ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
+  int e;
+  if (flush_tx(c)) return;
+  if (r == WOLFSSL_SUCCESS) {
+    handshake_done(c);
+    return;
+  }
+  e = wolfSSL_get_error(c->ssl, r);
+  if ((e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) && !c->tls_eof)
+    return;
+  if (c->tls_eof && c->peer.tls_error == NULL) {
+    /* A TCP probe or a peer that gave up: not worth a warning. */
+    c->tls_error = "closed_during_handshake";
+    zt_debug("%s: conn %llu from %s: closed during the TLS handshake", c->lc->name,
+             (unsigned long long)c->id, c->src);
+    zt_conn_close(c, "handshake_failed");
+    return;
+  }
+  handshake_failed(c, r);
+}
+
+/* Decrypt what the TLS side has and pass it to the plain side, until wolfSSL wants
+ * more input or the plain side has enough queued. */
+static void pump_tls(zt_conn_t *c) {
+  while (!c->tls_closed && c->pending_plain <= ZT_HIGH_WATER) {
+    zt_block_t *b = zt_block_get(c->w);
+    int r, e;
+    if (b == NULL) {
+      zt_conn_close(c, "error");
+      return;
+    }
+    r = wolfSSL_read(c->ssl, b->data, ZT_BLOCK_DATA);
+    if (r > 0) {
+      b->len = (uint32_t)r;
+      *from_tls_bytes(c) += (uint64_t)r;
+      if (write_block(c, b, 0)) {
+        zt_conn_close(c, "reset");
+        return;
+      }
+      continue;
+    }
+    zt_block_put(c->w, b);
+    e = wolfSSL_get_error(c->ssl, r);
+    if (e == WOLFSSL_ERROR_WANT_READ && !c->tls_eof) break;
+    if (e == WOLFSSL_ERROR_ZERO_RETURN || c->tls_eof) {
+      c->tls_closed = true;         /* close_notify, or FIN after the last record */
+      break;
+    }
+    zt_warn("%s: conn %llu: TLS error: %d", c->lc->name, (unsigned long long)c->id, e);
+    zt_conn_close(c, "error");
+    return;
+  }
+  if (flush_tx(c)) return;          /* wolfSSL may answer a KeyUpdate, say */
+  release_rx_if_empty(c);
+  if (c->pending_plain > ZT_HIGH_WATER && !c->tls_paused) {
+    c->tls_paused = true;
+    uv_read_stop(tls_stream(c));
+  }
+  if (c->tls_closed && !c->plain_wshut) {
+    c->plain_wshut = true;
+    uv_shutdown(&c->shut_plain, plain_stream(c), on_shutdown);
+  }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  zt_conn_t *c = req->handle->data;
+  if (c->state == ZT_CONN_CLOSING) return;
+  if (status < 0) {
+    zt_conn_close(c, "reset");
+    return;
+  }
+  if (req == &c->shut_tls) c->tls_wshut_done = true;
+  else c->plain_wshut_done = true;
+  maybe_finish(c);
+}
+
+static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  zt_conn_t *c = s->data;
+  (void)buf;
+  if (nread > 0) {
+    c->rx->len += (uint32_t)nread;
+    c->last_ms = uv_now(&c->w->loop);
+  } else if (nread == UV_EOF) {
+    c->tls_eof = true;
+    uv_read_stop(s);
+  } else if (nread == UV_ENOBUFS) {
+    zt_conn_close(c, "error");
+    return;
+  } else if (nread < 0) {
+    zt_conn_close(c, c->state == ZT_CONN_HANDSHAKE ? "handshake_failed" : "reset");
+    if (c->tls_error == NULL && c->state == ZT_CONN_HANDSHAKE) c->tls_error = "reset";
+    return;
+  }
+  if (c->state == ZT_CONN_HANDSHAKE) drive_handshake(c);
+  else if (c->state == ZT_CONN_STREAMING) pump_tls(c);
+  if (c->state != ZT_CONN_CLOSING) release_rx_if_empty(c);
+}
+
+static void on_plain_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  zt_conn_t *c = s->data;
+  zt_block_t *b = buf->base ? container_of(buf->base, zt_block_t, data) : NULL;
+
+  if (nread > 0) {
+    int r = wolfSSL_write(c->ssl, b->data, (int)nread);
+    zt_block_put(c->w, b);
+    c->last_ms = uv_now(&c->w->loop);
+    if (r != (int)nread) {
+      zt_warn("%s: conn %llu: TLS write failed: %d", c->lc->name,
+              (unsigned long long)c->id, wolfSSL_get_error(c->ssl, r));
+      zt_conn_close(c, "error");
+      return;
+    }
+    *from_plain_bytes(c) += (uint64_t)nread;
+    if (flush_tx(c)) return;
+    if (c->pending_tls > ZT_HIGH_WATER) {
+      c->plain_paused = true;
+      uv_read_stop(s);
+    }
+    return;
+  }
+  if (b) zt_block_put(c->w, b);
+  if (nread == 0) return;
+  if (nread != UV_EOF) {
+    zt_conn_close(c, "reset");
+    return;
+  }
+  /* The plain side is done sending: close_notify, then FIN, toward the TLS peer. */
+  uv_read_stop(s);
+  c->plain_eof = true;
+  wolfSSL_shutdown(c->ssl);
+  if (flush_tx(c)) return;
+  c->tls_wshut = true;
+  uv_shutdown(&c->shut_tls, tls_stream(c), on_shutdown);
+}
+
+/* --- timers and connecting ---------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t) {
+  zt_conn_t *c = t->data;
+  uint64_t now, idle;
+  switch (c->state) {
+  case ZT_CONN_HANDSHAKE:
+    c->tls_error = "handshake_timeout";
+    zt_conn_close(c, "handshake_timeout");
+    break;
+  case ZT_CONN_CONNECTING:
+    zt_warn("%s: conn %llu: connecting to %s timed out", c->lc->name,
+            (unsigned long long)c->id, c->lc->target.str);
+    zt_conn_close(c, "connect_timeout");
+    break;
+  case ZT_CONN_STREAMING:
+    now = uv_now(&c->w->loop);
+    idle = now - c->last_ms;
+    if (idle >= c->lc->idle_timeout_ms) zt_conn_close(c, "idle_timeout");
+    else uv_timer_start(&c->timer, on_timer, c->lc->idle_timeout_ms - idle, 0);
+    break;
+  default:
+    break;
+  }
+}
+
+/* The idle deadline is checked lazily: data only stamps last_ms, and the timer re-arms
+ * itself for the remainder when it fires early. */
+static void start_idle_timer(zt_conn_t *c) {
+  c->last_ms = uv_now(&c->w->loop);
+  uv_timer_start(&c->timer, on_timer, c->lc->idle_timeout_ms, 0);
+}
+
+static int start_tls(zt_conn_t *c) {
+  c->ssl = zt_tls_new(c->ident, c->inbound, &c->peer, c, tls_recv, tls_send);
+  if (c->ssl == NULL) {
+    zt_conn_close(c, "error");
+    return -1;
+  }
+  c->state = ZT_CONN_HANDSHAKE;
+  uv_timer_start(&c->timer, on_timer, c->lc->handshake_timeout_ms, 0);
+  uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
+  return 0;
+}
+
+static void on_up_connect(uv_connect_t *req, int status) {
+  zt_conn_t *c = req->handle->data;
+  if (c->state == ZT_CONN_CLOSING) return;
+  uv_timer_stop(&c->timer);
+  if (status < 0) {
+    zt_warn("%s: conn %llu: cannot connect to %s: %s", c->lc->name,
+            (unsigned long long)c->id, c->lc->target.str, uv_strerror(status));
+    zt_conn_close(c, "upstream_connect_failed");
+    return;
+  }
+  uv_tcp_nodelay(&c->up, 1);
+  if (c->inbound) {
+    c->state = ZT_CONN_STREAMING;
+    start_idle_timer(c);
+    uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
+    if (!c->tls_eof) uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
+    pump_tls(c);                    /* what arrived with the handshake */
+    return;
+  }
+  if (start_tls(c) == 0) drive_handshake(c);  /* sends the ClientHello */
+}
+
+/* --- accepting ---------------------------------------------------------------------- */
+
+static void format_peer(uv_tcp_t *t, char *out, size_t len) {
+  struct sockaddr_storage ss;
+  int sl = sizeof(ss);
+  char host[64] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET) {
+      uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      snprintf(out, len, "%s:%d", host, port);
+      return;
+    }
+    uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+    port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  }
+  snprintf(out, len, "[%s]:%d", host, port);
+}
+
+void zt_conn_accept(zt_wlistener_t *wl) {
+  zt_worker_t *w = wl->w;
+  zt_conn_t *c = calloc(1, sizeof(*c));
+  unsigned active;
+
+  if (c == NULL) return;
+  c->w = w;
+  c->wl = wl;
+  c->lc = wl->l->conf;
+  c->inbound = c->lc->mode == ZT_MODE_INBOUND;
+  c->ident = zt_identity_retain(w->srv->ident);
+  if (c->lc->policy) c->policy = zt_policy_retain(c->lc->policy);
+  c->id = w->next_conn_id++ * w->srv->n_workers + w->index + 1;
+  c->start_ms = c->last_ms = uv_now(&w->loop);
+  c->state = ZT_CONN_HANDSHAKE;
+  uv_tcp_init(&w->loop, &c->down);
+  uv_timer_init(&w->loop, &c->timer);
+  c->down.data = c->timer.data = c;
+  c->next = w->conns;
+  if (w->conns) w->conns->prev = c;
+  w->conns = c;
+  w->n_conns++;
+
+  if (uv_accept((uv_stream_t *)&wl->tcp, (uv_stream_t *)&c->down) != 0) {
+    zt_conn_close(c, "error");
+    return;
+  }
+  format_peer(&c->down, c->src, sizeof(c->src));
+  active = atomic_fetch_add_explicit(&wl->l->active, 1, memory_order_relaxed);
+  c->counted = true;
+  if (active >= c->lc->max_connections) {
+    zt_warn("%s: conn %llu from %s: refused, %u connections is the limit", c->lc->name,
+            (unsigned long long)c->id, c->src, c->lc->max_connections);
+    zt_conn_close(c, "connection_limit");
+    return;
+  }
+  uv_tcp_nodelay(&c->down, 1);
+  if (c->inbound) {
+    start_tls(c);
+  } else {
+    connect_up(c);
+  }
+}

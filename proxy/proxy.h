@@ -1,0 +1,95 @@
+/* proxy/proxy.h: the server, its workers, listeners and connections.
+ *
+ * The main thread loads the configuration and the identity, starts one worker thread
+ * per core, and then only watches signals. Each worker owns a libuv loop, one
+ * SO_REUSEPORT socket per listener, a pool of fixed-size buffers, and its connections
+ * outright: nothing on the data path is shared, so nothing on it is locked. The only
+ * cross-thread state is each listener's connection count (one atomic per accept and
+ * close) and the refcounted identity and policy snapshots.
+ */
+#ifndef ZT_PROXY_H
+#define ZT_PROXY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "tls.h"
+
+/* One block holds a full TLS record (16 KiB of plaintext plus its overhead). */
+#define ZT_BLOCK_DATA (16384 + 512)
+/* Per direction: stop reading the source above HIGH bytes queued toward the sink,
+ * start again at or below LOW. A connection's buffers are bounded by about
+ * 2 * (HIGH + a block) + one receive block. */
+#define ZT_HIGH_WATER (256 * 1024)
+#define ZT_LOW_WATER (64 * 1024)
+/* Free blocks a worker keeps for reuse; the rest go back to the allocator. */
+#define ZT_POOL_KEEP 512
+
+typedef struct zt_server zt_server_t;
+typedef struct zt_worker zt_worker_t;
+typedef struct zt_conn zt_conn_t;
+
+typedef struct zt_block {
+  uv_write_t req;               /* in flight when queued on a stream */
+  struct zt_block *next;        /* pool free list, or a connection's unsent chain */
+  zt_conn_t *conn;
+  uint32_t len;                 /* bytes of data used */
+  uint8_t to_tls;               /* which side it is written to */
+  char data[ZT_BLOCK_DATA];
+} zt_block_t;
+
+typedef struct {
+  const zt_listener_conf_t *conf;
+  atomic_uint active;           /* connections across all workers */
+} zt_listener_t;
+
+typedef struct {
+  uv_tcp_t tcp;
+  zt_listener_t *l;
+  zt_worker_t *w;
+} zt_wlistener_t;
+
+struct zt_worker {
+  zt_server_t *srv;
+  unsigned index;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t wake;              /* main → worker: drain */
+  uv_timer_t drain_timer;
+  zt_wlistener_t *wl;           /* one per listener */
+  size_t n_wl;
+  zt_conn_t *conns;             /* doubly linked list of live connections */
+  size_t n_conns;
+  uint64_t next_conn_id;
+  zt_block_t *pool;
+  size_t pool_len;
+  bool draining;
+  int bind_error;               /* set before the worker reports it started */
+};
+
+struct zt_server {
+  zt_config_t *cfg;
+  zt_identity_t *ident;
+  zt_listener_t *listeners;
+  zt_worker_t *workers;
+  unsigned n_workers;
+  uv_sem_t started;
+  atomic_int drain_requested;
+};
+
+int zt_server_run(zt_config_t *cfg, zt_identity_t *ident);
+
+/* worker.c, for conn.c */
+zt_block_t *zt_block_get(zt_worker_t *w);
+void zt_block_put(zt_worker_t *w, zt_block_t *b);
+void zt_worker_conn_gone(zt_worker_t *w);
+
+/* conn.c, for worker.c */
+void zt_conn_accept(zt_wlistener_t *wl);
+void zt_conn_close(zt_conn_t *c, const char *reason);
+void zt_conn_close_all(zt_worker_t *w, const char *reason);
+
+#endif

@@ -1,0 +1,61 @@
+/* proxy/tls.h: our workload identity as TLS contexts, and peer verification.
+ *
+ * A zt_identity_t is an immutable, reference-counted snapshot: the SVID, its key and
+ * the trust bundle, loaded and checked (valid SPIFFE ID, key matches, chains to the
+ * bundle, within its validity) into one server and one client WOLFSSL_CTX. A listener
+ * never accepts before one is loaded: there is no plaintext fallback.
+ *
+ * Peer verification is wolfSSL's chain and date checks plus ours, run in the verify
+ * callback on the peer's leaf (zt_svid_check_leaf, trust domain, expect_server); the
+ * outcome goes into the connection's zt_tls_peer_t.
+ */
+#ifndef ZT_TLS_H
+#define ZT_TLS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "spiffe.h"
+#include "zt_error.h"
+
+#define ZT_ALPN "ztp/1"
+
+typedef struct {
+  atomic_int refs;
+  WOLFSSL_CTX *server, *client;
+  char id[ZT_SPIFFE_ID_MAX + 1];           /* our SPIFFE ID */
+  char trust_domain[ZT_TRUST_DOMAIN_MAX + 1];
+  char serial[65];
+  int64_t not_after;
+} zt_identity_t;
+
+/* What the verify callback learnt about the peer. */
+typedef struct {
+  const zt_identity_t *ident;              /* whose trust domain the peer must be in */
+  char *const *expect;                     /* outbound: allowed server IDs, or NULL */
+  size_t n_expect;
+  const char *tls_error;                   /* reason code once verification failed */
+  char *peer_id;                           /* malloc'd SPIFFE ID once verified */
+} zt_tls_peer_t;
+
+void zt_tls_init(void);                    /* once per process */
+void zt_tls_cleanup(void);
+
+int zt_identity_load(const char *cert, const char *key, const char *bundle,
+                     zt_identity_t **out, zt_error_t *err);
+zt_identity_t *zt_identity_retain(zt_identity_t *id);
+void zt_identity_release(zt_identity_t *id);
+
+/* A new WOLFSSL for one connection (server: inbound; client: outbound), wired to the
+ * I/O callbacks with io_ctx and to peer. NULL on failure. */
+WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer, void *io_ctx,
+                    CallbackIORecv recv_cb, CallbackIOSend send_cb);
+
+/* The reason code for a failed handshake: peer->tls_error if the verify callback set
+ * one, else a code derived from wolfSSL's error. */
+const char *zt_tls_failure_reason(WOLFSSL *ssl, int ret, const zt_tls_peer_t *peer);
+
+#endif

@@ -1,0 +1,215 @@
+/* proxy/worker.c: the server's threads: one libuv loop per worker, each with its own
+ * SO_REUSEPORT socket per listener, and the main thread that watches signals.
+ *
+ * SIGTERM or SIGINT drains: every worker closes its listening sockets (new
+ * connections are refused by the kernel from then on), lets its connections finish,
+ * and after drain_timeout closes what is left with close_reason "drain_timeout".
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "proxy.h"
+
+zt_block_t *zt_block_get(zt_worker_t *w) {
+  zt_block_t *b = w->pool;
+  if (b) {
+    w->pool = b->next;
+    w->pool_len--;
+  } else {
+    b = malloc(sizeof(*b));
+    if (b == NULL) return NULL;
+  }
+  b->next = NULL;
+  b->len = 0;
+  return b;
+}
+
+void zt_block_put(zt_worker_t *w, zt_block_t *b) {
+  if (w->pool_len >= ZT_POOL_KEEP) {
+    free(b);
+    return;
+  }
+  b->next = w->pool;
+  w->pool = b;
+  w->pool_len++;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  zt_wlistener_t *wl = server->data;
+  if (status < 0) {
+    zt_warn("%s: accept failed: %s", wl->l->conf->name, uv_strerror(status));
+    return;
+  }
+  zt_conn_accept(wl);
+}
+
+static void on_closed_noop(uv_handle_t *h) { (void)h; }
+
+/* The worker's last handles: once they are closed its loop has nothing left. */
+static void worker_finish(zt_worker_t *w) {
+  if (uv_is_closing((uv_handle_t *)&w->wake)) return;
+  uv_close((uv_handle_t *)&w->wake, on_closed_noop);
+  uv_close((uv_handle_t *)&w->drain_timer, on_closed_noop);
+}
+
+void zt_worker_conn_gone(zt_worker_t *w) {
+  if (w->draining && w->n_conns == 0) worker_finish(w);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  zt_worker_t *w = t->data;
+  zt_info("worker %u: drain timeout, closing %zu connections", w->index, w->n_conns);
+  zt_conn_close_all(w, "drain_timeout");
+}
+
+static void on_wake(uv_async_t *a) {
+  zt_worker_t *w = a->data;
+  if (w->draining || !atomic_load(&w->srv->drain_requested)) return;
+  w->draining = true;
+  for (size_t i = 0; i < w->n_wl; i++)
+    if (!uv_is_closing((uv_handle_t *)&w->wl[i].tcp))
+      uv_close((uv_handle_t *)&w->wl[i].tcp, on_closed_noop);
+  if (w->n_conns == 0) {
+    worker_finish(w);
+    return;
+  }
+  uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv->cfg->drain_timeout_ms, 0);
+}
+
+static int listen_on(zt_worker_t *w, zt_wlistener_t *wl) {
+  const zt_addr_t *a = &wl->l->conf->listen;
+  uv_os_fd_t fd;
+  int one = 1, r;
+
+  if ((r = uv_tcp_init_ex(&w->loop, &wl->tcp, a->ss.ss_family)) < 0) return r;
+  wl->tcp.data = wl;
+  if ((r = uv_fileno((uv_handle_t *)&wl->tcp, &fd)) < 0) return r;
+  /* Each worker has its own socket on the port; the kernel spreads connections. */
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) return -errno;
+  if ((r = uv_tcp_bind(&wl->tcp, (const struct sockaddr *)&a->ss, 0)) < 0) return r;
+  return uv_listen((uv_stream_t *)&wl->tcp, 1024, on_connection);
+}
+
+static void worker_main(void *arg) {
+  zt_worker_t *w = arg;
+  zt_server_t *srv = w->srv;
+  size_t i;
+
+  uv_loop_init(&w->loop);
+  uv_async_init(&w->loop, &w->wake, on_wake);
+  uv_timer_init(&w->loop, &w->drain_timer);
+  w->wake.data = w->drain_timer.data = w;
+  w->n_wl = srv->cfg->n_listeners;
+  for (i = 0; i < w->n_wl; i++) {
+    w->wl[i].l = &srv->listeners[i];
+    w->wl[i].w = w;
+    if ((w->bind_error = listen_on(w, &w->wl[i])) < 0) {
+      zt_error("%s: cannot listen on %s: %s", srv->cfg->listeners[i].name,
+               srv->cfg->listeners[i].listen.str, uv_strerror(w->bind_error));
+      if (!uv_is_closing((uv_handle_t *)&w->wl[i].tcp))
+        uv_close((uv_handle_t *)&w->wl[i].tcp, on_closed_noop);
+      i++;
+      break;
+    }
+  }
+  w->n_wl = i;
+  uv_sem_post(&srv->started);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  while (w->pool) {
+    zt_block_t *b = w->pool;
+    w->pool = b->next;
+    free(b);
+  }
+  uv_loop_close(&w->loop);
+}
+
+static void request_drain(zt_server_t *srv) {
+  atomic_store(&srv->drain_requested, 1);
+  for (unsigned i = 0; i < srv->n_workers; i++) uv_async_send(&srv->workers[i].wake);
+}
+
+typedef struct {
+  zt_server_t *srv;
+  uv_signal_t term, intr, hup;
+} zt_main_t;
+
+static void on_signal(uv_signal_t *s, int signum) {
+  zt_main_t *m = s->data;
+  if (signum == SIGHUP) {
+    zt_warn("SIGHUP: reloading is not supported by this version; nothing changed");
+    return;
+  }
+  zt_info("%s: draining (up to %llu ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+          (unsigned long long)m->srv->cfg->drain_timeout_ms);
+  request_drain(m->srv);
+  uv_close((uv_handle_t *)&m->term, NULL);
+  uv_close((uv_handle_t *)&m->intr, NULL);
+  uv_close((uv_handle_t *)&m->hup, NULL);
+}
+
+int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
+  zt_server_t srv;
+  zt_main_t m;
+  uv_loop_t loop;
+  unsigned i, started = 0;
+  int failed = 0;
+
+  memset(&srv, 0, sizeof(srv));
+  srv.cfg = cfg;
+  srv.ident = ident;
+  srv.n_workers = cfg->workers;
+  srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners));
+  srv.workers = calloc(srv.n_workers, sizeof(*srv.workers));
+  for (i = 0; i < cfg->n_listeners; i++) {
+    srv.listeners[i].conf = &cfg->listeners[i];
+    atomic_init(&srv.listeners[i].active, 0);
+  }
+  uv_sem_init(&srv.started, 0);
+  signal(SIGPIPE, SIG_IGN);
+
+  for (i = 0; i < srv.n_workers; i++) {
+    zt_worker_t *w = &srv.workers[i];
+    w->srv = &srv;
+    w->index = i;
+    w->wl = calloc(cfg->n_listeners, sizeof(*w->wl));
+    if (uv_thread_create(&w->thread, worker_main, w) != 0) break;
+    started++;
+  }
+  for (i = 0; i < started; i++) uv_sem_wait(&srv.started);
+  for (i = 0; i < started; i++) failed |= srv.workers[i].bind_error < 0;
+  failed |= started < srv.n_workers;
+
+  if (!failed) {
+    for (i = 0; i < cfg->n_listeners; i++) {
+      const zt_listener_conf_t *l = &cfg->listeners[i];
+      zt_info("listener %s: %s on %s -> %s", l->name,
+              l->mode == ZT_MODE_INBOUND ? "inbound mTLS" : "outbound", l->listen.str,
+              l->target.str);
+    }
+    zt_info("ready: %s, %u workers", ident->id, srv.n_workers);
+    uv_loop_init(&loop);
+    m.srv = &srv;
+    uv_signal_init(&loop, &m.term);
+    uv_signal_init(&loop, &m.intr);
+    uv_signal_init(&loop, &m.hup);
+    m.term.data = m.intr.data = m.hup.data = &m;
+    uv_signal_start(&m.term, on_signal, SIGTERM);
+    uv_signal_start(&m.intr, on_signal, SIGINT);
+    uv_signal_start(&m.hup, on_signal, SIGHUP);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+  } else {
+    request_drain(&srv);
+  }
+  for (i = 0; i < started; i++) uv_thread_join(&srv.workers[i].thread);
+  for (i = 0; i < srv.n_workers; i++) free(srv.workers[i].wl);
+  uv_sem_destroy(&srv.started);
+  free(srv.workers);
+  free(srv.listeners);
+  if (!failed) zt_info("stopped");
+  return failed ? -1 : 0;
+}
