@@ -31,5 +31,10 @@ test-asan: build-asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 2
 
+# The benchmark harness against haproxy and the direct path (bench/README.md).
+bench: build
+	@scripts/bootstrap.sh --bench
+	bench/run.sh
+
 clean:
 	rm -rf build build-asan

@@ -1,4 +1,4 @@
-/* policy/policy.c: policy YAML -> one immutable, refcounted snapshot; evaluation.
+/* policy/policy.c: policy YAML -> one immutable, refcounted snapshot; its lifetime.
  *
  * Loading walks the libyaml document twice with the same code: the first pass
  * validates everything (every error carries the offending node's file:line:column)
@@ -6,21 +6,20 @@
  *
  *   [zt_policy_t][rules][from entries][port ranges][methods and paths][strings]
  *
- * so a snapshot is one malloc, one free, and its rules sit next to each other in
- * memory. Rules are stored deny-first (each class in file order), which makes
- * "deny wins, then first allow in file order" a single linear scan in
- * zt_policy_decide. Matching of peer IDs compares lengths before bytes and never
- * measures the peer ID (the request carries its length). A compiled index replaces
- * the scan later; the snapshot's API does not change.
+ * Rules are stored deny-first (each class in file order); a rule's index in that order
+ * is its "position", and the decision is the matching rule of lowest position. Then
+ * policy_index.c compiles the indexes the data path decides with (each in its own
+ * allocation, freed with the snapshot), and policy_lint.c explains and lints.
  *
  * Matching semantics (written "/\*" here, as C comments cannot hold a slash-star):
  * "spiffe://td/a/\*" matches IDs strictly below /a on a segment boundary (stored as
  * "spiffe://td/a/" and matched as a proper prefix), so "spiffe://td/\*" matches every
  * workload ID of td but not the bare trust-domain ID "spiffe://td" (workload SVIDs
  * always have a path). HTTP paths "/api/\*" match every path starting with "/api/";
- * the request path is compared up to its query ('?').
+ * the request path is compared up to its query ('?') or fragment ('#').
  */
 #include "policy.h"
+#include "policy_int.h"
 
 #include <stdalign.h>
 #include <stdarg.h>
@@ -31,41 +30,6 @@
 
 #include "spiffe.h"
 #include "zt_yaml.h"
-
-typedef enum { FROM_ANY, FROM_EXACT, FROM_BELOW } from_kind_t;
-
-typedef struct {
-  const char *s;       /* EXACT: the ID; BELOW: the base ID plus its '/' */
-  size_t len;
-  from_kind_t kind;
-} pol_from_t;
-
-typedef struct { uint16_t lo, hi; } pol_ports_t;
-
-typedef struct {
-  const char *s;       /* method; or path, without the star of a final "/\*" */
-  size_t len;
-  bool below;          /* path ended in "/\*": s is a prefix ending in '/' */
-} pol_str_t;
-
-typedef struct {
-  const char *name;
-  zt_action_t action;
-  bool http;                                    /* has an http: section */
-  const pol_from_t *from; size_t n_from;        /* never empty */
-  const pol_ports_t *ports; size_t n_ports;     /* 0: every port */
-  const pol_str_t *methods; size_t n_methods;   /* 0: every method */
-  const pol_str_t *paths; size_t n_paths;       /* 0: every path */
-} pol_rule_t;
-
-struct zt_policy {
-  atomic_size_t refs;
-  const char *file, *trust_domain;              /* point into the same allocation */
-  zt_action_t dflt;
-  bool audit, has_http;
-  size_t n_rules;
-  const pol_rule_t *rules;                      /* deny rules, then allow rules */
-};
 
 /* One pass over the document. While measuring (fill == false) nothing is written
  * through the array pointers (they are NULL); the counters only grow. While filling
@@ -131,6 +95,8 @@ static int parse_from(build_t *b, yaml_node_t *n, const char *what) {
     f.s = put_str(b, s, len);
     f.kind = FROM_EXACT;
   }
+  f.line = (int)n->start_mark.line + 1;
+  f.col = (int)n->start_mark.column + 1;
   if (b->fill) b->from[b->n_from] = f;
   b->n_from++;
   return 0;
@@ -354,6 +320,9 @@ static int parse_rule(build_t *b, yaml_node_t *rules, size_t idx, zt_policy_t *p
   memset(rule, 0, sizeof(*rule));
   rule->name = put_str(b, name, strlen(name));
   rule->action = action;
+  rule->index = (uint32_t)idx;
+  rule->line = (int)n->start_mark.line + 1;
+  rule->col = (int)n->start_mark.column + 1;
   if (action == ZT_DENY) b->n_deny++;
   b->n_rules++;
 
@@ -379,7 +348,8 @@ static int parse_rule(build_t *b, yaml_node_t *rules, size_t idx, zt_policy_t *p
 }
 
 static int parse_policy(build_t *b, zt_policy_t *p) {
-  static const char *const keys[] = {"trust_domain", "mode", "default", "rules", NULL};
+  static const char *const keys[] = {"trust_domain", "mode", "default", "on_reload",
+                                     "rules", NULL};
   yaml_node_t *root = zt_yaml_root(b->y), *v;
   const char *s, *why;
   size_t i;
@@ -409,6 +379,18 @@ static int parse_policy(build_t *b, zt_policy_t *p) {
     if (strcmp(s, "allow") == 0) p->dflt = ZT_ALLOW;
     else if (strcmp(s, "deny") != 0)
       return fail(b, v, "default: \"%s\" is not deny or allow", s);
+    if (p->dflt == ZT_ALLOW) {
+      p->default_line = (int)v->start_mark.line + 1;
+      p->default_col = (int)v->start_mark.column + 1;
+    }
+  }
+
+  p->keep_established = false;
+  if ((v = zt_yaml_get(b->y, root, "on_reload"))) {
+    if (zt_yaml_str(b->y, v, "on_reload", &s, b->err)) return -1;
+    if (strcmp(s, "keep_established") == 0) p->keep_established = true;
+    else if (strcmp(s, "recheck") != 0)
+      return fail(b, v, "on_reload: \"%s\" is not recheck or keep_established", s);
   }
 
   p->has_http = false;
@@ -470,6 +452,11 @@ int zt_policy_load(const char *file, zt_policy_t **out, zt_error_t *err) {
     goto fail;
   }
   atomic_init(&((zt_policy_t *)mem)->refs, 1);
+  if (zt_policy__compile((zt_policy_t *)mem)) {
+    zt_error_set(err, file, 0, 0, "out of memory compiling the policy");
+    zt_policy__free_index((zt_policy_t *)mem);
+    goto fail;
+  }
   zt_yaml_free(&y);
   *out = (zt_policy_t *)mem;
   return 0;
@@ -480,75 +467,6 @@ fail:
   return -1;
 }
 
-/* ---- evaluation (data path: no allocation, no locks) --------------------------- */
-
-static bool from_matches(const pol_rule_t *rule, const char *id, size_t len) {
-  size_t i;
-  for (i = 0; i < rule->n_from; i++) {
-    const pol_from_t *f = &rule->from[i];
-    switch (f->kind) {
-    case FROM_ANY:
-      return true;
-    case FROM_EXACT:
-      if (len == f->len && memcmp(id, f->s, len) == 0) return true;
-      break;
-    case FROM_BELOW:
-      /* A validated ID never ends in '/', so len > f->len means at least one more
-       * segment below the base. */
-      if (len > f->len && memcmp(id, f->s, f->len) == 0) return true;
-      break;
-    }
-  }
-  return false;
-}
-
-static bool port_matches(const pol_rule_t *rule, uint16_t port) {
-  size_t i;
-  if (rule->n_ports == 0) return true;
-  for (i = 0; i < rule->n_ports; i++)
-    if (port >= rule->ports[i].lo && port <= rule->ports[i].hi) return true;
-  return false;
-}
-
-static bool http_matches(const pol_rule_t *rule, const zt_request_t *r,
-                         size_t path_len) {
-  size_t i;
-  bool ok;
-  if (r->method == NULL || r->path == NULL) return false;
-  for (ok = rule->n_methods == 0, i = 0; !ok && i < rule->n_methods; i++)
-    ok = strcmp(rule->methods[i].s, r->method) == 0;
-  if (!ok) return false;
-  for (ok = rule->n_paths == 0, i = 0; !ok && i < rule->n_paths; i++) {
-    const pol_str_t *pp = &rule->paths[i];
-    ok = pp->below ? path_len >= pp->len && memcmp(r->path, pp->s, pp->len) == 0
-                   : path_len == pp->len && memcmp(r->path, pp->s, pp->len) == 0;
-  }
-  return ok;
-}
-
-zt_decision_t zt_policy_decide(const zt_policy_t *p, const zt_request_t *r) {
-  zt_decision_t d;
-  size_t i, path_len = 0;
-  d.enforced = !p->audit;
-  /* The query is not part of what a path rule names; without this cut a deny rule on
-   * "/admin" would not see "/admin?x". Measured once, and only when it can matter. */
-  if (p->has_http && r->path) path_len = strcspn(r->path, "?#");
-  if (r->peer_id != NULL) {
-    for (i = 0; i < p->n_rules; i++) {
-      const pol_rule_t *rule = &p->rules[i];
-      if (!port_matches(rule, r->port)) continue;
-      if (!from_matches(rule, r->peer_id, r->peer_id_len)) continue;
-      if (rule->http && !http_matches(rule, r, path_len)) continue;
-      d.action = rule->action;
-      d.rule = rule->name;
-      return d;
-    }
-  }
-  d.action = p->dflt;
-  d.rule = "default";
-  return d;
-}
-
 zt_policy_t *zt_policy_retain(zt_policy_t *p) {
   atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
   return p;
@@ -557,7 +475,10 @@ zt_policy_t *zt_policy_retain(zt_policy_t *p) {
 void zt_policy_release(zt_policy_t *p) {
   if (p == NULL) return;
   /* acq_rel: the last releaser must see every other holder's reads finished. */
-  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) free(p);
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
+    zt_policy__free_index(p);
+    free(p);
+  }
 }
 
 const char *zt_policy_file(const zt_policy_t *p) { return p->file; }
@@ -565,3 +486,38 @@ const char *zt_policy_file(const zt_policy_t *p) { return p->file; }
 const char *zt_policy_trust_domain(const zt_policy_t *p) { return p->trust_domain; }
 
 bool zt_policy_has_http_rules(const zt_policy_t *p) { return p->has_http; }
+
+bool zt_policy_audit(const zt_policy_t *p) { return p->audit; }
+
+zt_action_t zt_policy_default_action(const zt_policy_t *p) { return p->dflt; }
+
+bool zt_policy_keep_established(const zt_policy_t *p) { return p->keep_established; }
+
+size_t zt_policy_rule_count(const zt_policy_t *p) { return p->n_rules; }
+
+static const pol_rule_t *rule_at(const zt_policy_t *p, size_t i) {
+  return i < p->n_rules ? &p->rules[p->by_file[i]] : NULL;
+}
+
+const char *zt_policy_rule_name(const zt_policy_t *p, size_t i) {
+  const pol_rule_t *r = rule_at(p, i);
+  return r ? r->name : NULL;
+}
+
+zt_action_t zt_policy_rule_action(const zt_policy_t *p, size_t i) {
+  const pol_rule_t *r = rule_at(p, i);
+  return r ? r->action : ZT_DENY;
+}
+
+int zt_policy_rule_line(const zt_policy_t *p, size_t i) {
+  const pol_rule_t *r = rule_at(p, i);
+  return r ? r->line : 0;
+}
+
+uint64_t zt_policy_rule_hits(const zt_policy_t *p, size_t i) {
+  return i < p->n_rules ? atomic_load_explicit(&p->hits[i], memory_order_relaxed) : 0;
+}
+
+uint64_t zt_policy_default_hits(const zt_policy_t *p) {
+  return atomic_load_explicit(&p->hits[p->n_rules], memory_order_relaxed);
+}

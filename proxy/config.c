@@ -17,6 +17,7 @@
 #define DEFAULT_IDLE_TIMEOUT_MS 300000
 #define DEFAULT_MAX_CONNECTIONS 10000
 #define DEFAULT_DRAIN_TIMEOUT_MS 30000
+#define DEFAULT_MAX_PEER_SERIES 1000
 
 int zt_addr_parse(const char *s, zt_addr_t *a, const char **why) {
   char host[64];
@@ -115,6 +116,38 @@ static int load_identity(loader_t *L, yaml_node_t *n, zt_config_t *c) {
   if (!(v = required(L, n, "bundle", "identity")) ||
       file_path(L, v, "identity.bundle", &c->bundle))
     return -1;
+  return 0;
+}
+
+static int load_admin(loader_t *L, yaml_node_t *n, zt_config_t *c) {
+  static const char *const keys[] = {"listen", "allow_remote", "max_peer_series", NULL};
+  yaml_node_t *v, *listen;
+  uint64_t m;
+  if (zt_yaml_check_keys(&L->y, n, keys, "admin", L->err)) return -1;
+  c->admin_enabled = true;
+  if ((listen = zt_yaml_get(&L->y, n, "listen")) &&
+      addr(L, listen, "admin.listen", &c->admin_listen))
+    return -1;
+  if ((v = zt_yaml_get(&L->y, n, "allow_remote")) &&
+      zt_yaml_bool(&L->y, v, "admin.allow_remote", &c->admin_allow_remote, L->err))
+    return -1;
+  if ((v = zt_yaml_get(&L->y, n, "max_peer_series"))) {
+    if (zt_yaml_uint(&L->y, v, "admin.max_peer_series", 1, 100000, &m, L->err)) return -1;
+    c->max_peer_series = (size_t)m;
+  }
+  /* The admin endpoint shows the mesh's topology and carries no authentication. */
+  if (!c->admin_allow_remote) {
+    const struct sockaddr_storage *ss = &c->admin_listen.ss;
+    bool loopback =
+        ss->ss_family == AF_INET
+            ? (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127
+            : IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    if (!loopback)
+      return zt_yaml_fail(&L->y, listen, L->err,
+                          "admin.listen: %s is not a loopback address; set "
+                          "admin.allow_remote: true to expose the admin endpoint",
+                          c->admin_listen.str);
+  }
   return 0;
 }
 
@@ -276,10 +309,9 @@ int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
 
   if (!(v = required(&L, root, "identity", "configuration")) || load_identity(&L, v, c))
     goto fail;
-  if ((v = zt_yaml_get(&L.y, root, "admin"))) {
-    zt_yaml_fail(&L.y, v, err, "admin: the admin endpoint is not available in this build");
-    goto fail;
-  }
+  zt_addr_parse("127.0.0.1:15000", &c->admin_listen, &(const char *){NULL});
+  c->max_peer_series = DEFAULT_MAX_PEER_SERIES;
+  if ((v = zt_yaml_get(&L.y, root, "admin")) && load_admin(&L, v, c)) goto fail;
   if ((v = zt_yaml_get(&L.y, root, "log")) && load_log(&L, v, c)) goto fail;
 
   c->workers = (unsigned)uv_available_parallelism();

@@ -43,6 +43,10 @@ typedef struct {
   int log_level;
   unsigned workers;              /* resolved: auto = number of cores */
   uint64_t drain_timeout_ms;
+  bool admin_enabled;            /* an `admin` section was given */
+  zt_addr_t admin_listen;        /* default 127.0.0.1:15000 */
+  bool admin_allow_remote;
+  size_t max_peer_series;        /* distinct peer_id label values before "other" */
   zt_listener_conf_t *listeners;
   size_t n_listeners;
 } zt_config_t;

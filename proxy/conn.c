@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "proxy.h"
+#include "sbuf.h"
 #include "svid.h"
 
 typedef enum {
@@ -62,6 +63,8 @@ struct zt_conn {
   int pending_closes;
   const char *close_reason, *tls_error, *tls_version, *cipher;
   zt_decision_t decision;
+  zt_listener_metrics_t *m;       /* this worker's counters for this listener */
+  uint64_t hs_start_ns;
   uint64_t id, bytes_in, bytes_out, start_ms, last_ms;
   char src[64];
 };
@@ -99,7 +102,7 @@ static void access_log(zt_conn_t *c) {
   const char *decision = "none";
   uint64_t now = uv_now(&c->w->loop);
 
-  if (!zt_access_log_enabled()) return;
+  if (c->w->alog == NULL) return;
   if (c->decided) decision = c->decision.action == ZT_ALLOW ? "allow" : "deny";
   zt_log_timestamp(ts);
 #define LIT(s) do { size_t l_ = strlen(s); if (n + l_ < cap) { memcpy(line + n, s, l_); n += l_; } } while (0)
@@ -128,7 +131,7 @@ static void access_log(zt_conn_t *c) {
   LIT("}\n");
 #undef STR
 #undef LIT
-  zt_access_log_write(line, n);
+  zt_alog_push(c->w->alog, line, n);
 }
 
 /* --- closing ----------------------------------------------------------------------- */
@@ -146,6 +149,7 @@ static void free_conn(zt_conn_t *c) {
   zt_policy_release(c->policy);
   zt_identity_release(c->ident);
   if (c->counted) atomic_fetch_sub_explicit(&c->wl->l->active, 1, memory_order_relaxed);
+  zt_count(&c->m->closed, 1);
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -164,10 +168,37 @@ void zt_conn_close(zt_conn_t *c, const char *reason) {
   c->state = ZT_CONN_CLOSING;
   c->close_reason = reason;
   access_log(c);
+  zt_count(&c->m->conns[!c->decided ? ZT_DEC_NONE
+                        : c->decision.action == ZT_ALLOW ? ZT_DEC_ALLOW : ZT_DEC_DENY], 1);
+  zt_histogram_observe(&c->m->duration, zt_duration_buckets,
+                       (uv_now(&c->w->loop) - c->start_ms) * 1000);
+  if (c->tls_error) zt_count(&c->m->hs_failures[zt_tls_reason_index(c->tls_error)], 1);
   c->pending_closes = 2 + c->up_open;
   uv_close((uv_handle_t *)&c->down, on_handle_closed);
   if (c->up_open) uv_close((uv_handle_t *)&c->up, on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+char *zt_conn_dump(zt_worker_t *w) {
+  static const char *const states[] = {"handshake", "connecting", "streaming", "closing"};
+  zt_sbuf_t b = {0};
+  uint64_t now = uv_now(&w->loop);
+  for (zt_conn_t *c = w->conns; c; c = c->next) {
+    zt_sbuf_printf(&b, "%s{\"conn_id\":%llu,\"listener\":", c == w->conns ? "" : ",",
+                   (unsigned long long)c->id);
+    zt_sbuf_json(&b, c->lc->name);
+    zt_sbuf_printf(&b, ",\"src\":");
+    zt_sbuf_json(&b, c->src);
+    zt_sbuf_printf(&b, ",\"dst\":");
+    zt_sbuf_json(&b, c->lc->target.str);
+    zt_sbuf_printf(&b, ",\"peer_id\":");
+    zt_sbuf_json(&b, c->peer.peer_id);
+    zt_sbuf_printf(&b, ",\"state\":\"%s\",\"age_ms\":%llu,\"bytes_in\":%llu,"
+                       "\"bytes_out\":%llu}", states[c->state],
+                   (unsigned long long)(now - c->start_ms),
+                   (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+  }
+  return zt_sbuf_take(&b, NULL);
 }
 
 void zt_conn_close_all(zt_worker_t *w, const char *reason) {
@@ -366,6 +397,9 @@ static void connect_up(zt_conn_t *c) {
 static void handshake_done(zt_conn_t *c) {
   c->tls_version = wolfSSL_get_version(c->ssl);
   c->cipher = wolfSSL_get_cipher_name(c->ssl);
+  zt_count(&c->m->handshakes[!c->inbound][wolfSSL_session_reused(c->ssl) != 0], 1);
+  zt_histogram_observe(&c->m->handshake, zt_handshake_buckets,
+                       (uv_hrtime() - c->hs_start_ns) / 1000);
   if (c->peer.peer_id == NULL) {     /* the verify callback always sets it */
     c->tls_error = "tls_error";
     zt_conn_close(c, "handshake_failed");
@@ -383,6 +417,10 @@ static void handshake_done(zt_conn_t *c) {
                         NULL, NULL};
     c->decision = zt_policy_decide(c->policy, &req);
     c->decided = true;
+    zt_metrics_series_count(&c->w->metrics.rules, (uint32_t)c->wl->l->index,
+                            c->decision.rule, c->decision.action == ZT_DENY);
+    zt_metrics_series_count(&c->w->metrics.peers, (uint32_t)c->wl->l->index,
+                            c->peer.peer_id, c->decision.action == ZT_DENY);
   }
   if (c->decision.action == ZT_DENY) {
     zt_warn("%s: conn %llu from %s: %s to port %u denied by rule %s%s", c->lc->name,
@@ -434,6 +472,7 @@ static void pump_tls(zt_conn_t *c) {
     if (r > 0) {
       b->len = (uint32_t)r;
       *from_tls_bytes(c) += (uint64_t)r;
+      zt_count(c->inbound ? &c->m->bytes_in : &c->m->bytes_out, (uint64_t)r);
       if (write_block(c, b, 0)) {
         zt_conn_close(c, "reset");
         return;
@@ -512,6 +551,7 @@ static void on_plain_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     *from_plain_bytes(c) += (uint64_t)nread;
+    zt_count(c->inbound ? &c->m->bytes_out : &c->m->bytes_in, (uint64_t)nread);
     if (flush_tx(c)) return;
     if (c->pending_tls > ZT_HIGH_WATER) {
       c->plain_paused = true;
@@ -568,12 +608,17 @@ static void start_idle_timer(zt_conn_t *c) {
 }
 
 static int start_tls(zt_conn_t *c) {
+  if (!c->inbound) {
+    c->peer.expect = c->lc->expect_server;
+    c->peer.n_expect = c->lc->n_expect_server;
+  }
   c->ssl = zt_tls_new(c->ident, c->inbound, &c->peer, c, tls_recv, tls_send);
   if (c->ssl == NULL) {
     zt_conn_close(c, "error");
     return -1;
   }
   c->state = ZT_CONN_HANDSHAKE;
+  c->hs_start_ns = uv_hrtime();
   uv_timer_start(&c->timer, on_timer, c->lc->handshake_timeout_ms, 0);
   uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
   return 0;
@@ -631,6 +676,8 @@ void zt_conn_accept(zt_wlistener_t *wl) {
   c->wl = wl;
   c->lc = wl->l->conf;
   c->inbound = c->lc->mode == ZT_MODE_INBOUND;
+  c->m = &w->metrics.listeners[wl->l->index];
+  zt_count(&c->m->opened, 1);
   c->ident = zt_identity_retain(w->srv->ident);
   if (c->lc->policy) c->policy = zt_policy_retain(c->lc->policy);
   c->id = w->next_conn_id++ * w->srv->n_workers + w->index + 1;

@@ -2,6 +2,10 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <uv.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +16,8 @@
 int zt_log_level = ZT_LOG_INFO;
 static int access_fd = -1;
 static int access_owned;
+static char *access_path;
+static atomic_int reopen_requested;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -46,19 +52,142 @@ int zt_access_log_open(const char *target, zt_error_t *err) {
   if (access_fd < 0)
     return zt_error_set(err, target, 0, 0, "cannot open access log: %s", strerror(errno));
   access_owned = 1;
+  access_path = strdup(target);
   return 0;
 }
 
 void zt_access_log_close(void) {
   if (access_owned) close(access_fd);
+  free(access_path);
+  access_path = NULL;
   access_fd = -1;
   access_owned = 0;
 }
 
 int zt_access_log_enabled(void) { return access_fd >= 0; }
 
-void zt_access_log_write(const char *line, size_t len) {
-  if (access_fd >= 0) (void)!write(access_fd, line, len);
+void zt_access_log_reopen(void) { atomic_store(&reopen_requested, 1); }
+
+/* --- the per-worker rings and the writer thread ---------------------------------- */
+
+struct zt_alog_queue {
+  char *buf;
+  size_t cap;                    /* a power of two */
+  _Atomic size_t head, tail;     /* free-running; head written by the worker only */
+  void (*on_drop)(void *);
+  void *arg;
+};
+
+zt_alog_queue_t *zt_alog_queue_new(size_t cap, void (*on_drop)(void *), void *arg) {
+  zt_alog_queue_t *q = calloc(1, sizeof(*q));
+  size_t c = 4096;
+  while (c < cap) c <<= 1;
+  if (q == NULL || (q->buf = malloc(c)) == NULL) {
+    free(q);
+    return NULL;
+  }
+  q->cap = c;
+  q->on_drop = on_drop;
+  q->arg = arg;
+  return q;
+}
+
+void zt_alog_queue_free(zt_alog_queue_t *q) {
+  if (q) free(q->buf);
+  free(q);
+}
+
+void zt_alog_push(zt_alog_queue_t *q, const char *line, size_t len) {
+  size_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+  size_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+  size_t at = head & (q->cap - 1), first;
+  if (q->cap - (head - tail) < len) {
+    if (q->on_drop) q->on_drop(q->arg);
+    return;
+  }
+  first = q->cap - at < len ? q->cap - at : len;
+  memcpy(q->buf + at, line, first);
+  memcpy(q->buf, line + first, len - first);
+  atomic_store_explicit(&q->head, head + len, memory_order_release);
+}
+
+static struct {
+  zt_alog_queue_t *const *qs;
+  size_t n;
+  uv_thread_t thread;
+  atomic_int stop;
+  int running;
+} writer;
+
+/* Write what queue q holds; returns the bytes taken. A failing write drops them: the
+ * log must never stall the proxy. */
+static size_t drain(zt_alog_queue_t *q) {
+  size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+  size_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+  size_t n = head - tail, at = tail & (q->cap - 1), done = 0;
+  struct iovec iov[2];
+  int cnt = 1;
+  if (n == 0) return 0;
+  iov[0].iov_base = q->buf + at;
+  iov[0].iov_len = q->cap - at < n ? q->cap - at : n;
+  if (iov[0].iov_len < n) {
+    iov[1].iov_base = q->buf;
+    iov[1].iov_len = n - iov[0].iov_len;
+    cnt = 2;
+  }
+  while (done < n && access_fd >= 0) {
+    ssize_t w = writev(access_fd, iov, cnt);
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      break;
+    }
+    done += (size_t)w;
+    if ((size_t)w >= iov[0].iov_len) {
+      w -= (ssize_t)iov[0].iov_len;
+      iov[0] = iov[1];
+      cnt = 1;
+    }
+    iov[0].iov_base = (char *)iov[0].iov_base + w;
+    iov[0].iov_len -= (size_t)w;
+  }
+  atomic_store_explicit(&q->tail, head, memory_order_release);
+  return n;
+}
+
+static void writer_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    size_t moved = 0;
+    int stopping = atomic_load(&writer.stop);
+    if (atomic_exchange(&reopen_requested, 0) && access_owned && access_path) {
+      int fd = open(access_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+      if (fd >= 0) {
+        dup2(fd, access_fd);   /* atomic swap: no moment without a log */
+        close(fd);
+      } else {
+        zt_warn("cannot reopen access log %s: %s", access_path, strerror(errno));
+      }
+    }
+    for (size_t i = 0; i < writer.n; i++) moved += drain(writer.qs[i]);
+    if (stopping && moved == 0) return;
+    if (moved == 0) usleep(5000);
+  }
+}
+
+int zt_alog_start(zt_alog_queue_t *const *qs, size_t n) {
+  writer.qs = qs;
+  writer.n = n;
+  atomic_store(&writer.stop, 0);
+  if (uv_thread_create(&writer.thread, writer_main, NULL) != 0) return -1;
+  writer.running = 1;
+  return 0;
+}
+
+void zt_alog_stop(void) {
+  if (!writer.running) return;
+  atomic_store(&writer.stop, 1);
+  uv_thread_join(&writer.thread);
+  writer.running = 0;
 }
 
 void zt_log_timestamp(char out[32]) {

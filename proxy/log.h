@@ -25,11 +25,21 @@ void zt_log(int level, const char *fmt, ...) ZT_PRINTF(2, 3);
 int zt_log_level_parse(const char *s);   /* -1 if unknown */
 
 /* Access log target: NULL or "off" disables it, "stdout" is fd 1, else a file opened
- * for appending. */
+ * for appending (and reopened by zt_access_log_reopen, for logrotate). */
 int zt_access_log_open(const char *target, zt_error_t *err);
 void zt_access_log_close(void);
 int zt_access_log_enabled(void);
-void zt_access_log_write(const char *line, size_t len);
+
+/* Workers never write the log themselves: each pushes whole lines into its own
+ * bounded single-producer ring, and one writer thread drains all rings. A full ring
+ * drops the line and counts it (*dropped); the event loop never waits on the disk. */
+typedef struct zt_alog_queue zt_alog_queue_t;
+zt_alog_queue_t *zt_alog_queue_new(size_t cap, void (*on_drop)(void *), void *arg);
+void zt_alog_queue_free(zt_alog_queue_t *q);
+void zt_alog_push(zt_alog_queue_t *q, const char *line, size_t len);
+int zt_alog_start(zt_alog_queue_t *const *qs, size_t n);  /* the writer thread */
+void zt_alog_stop(void);                                   /* drains, then joins */
+void zt_access_log_reopen(void);                           /* next writer round */
 
 /* RFC 3339 UTC with milliseconds: "2026-11-26T07:00:00.123Z" (24 chars + NUL). */
 void zt_log_timestamp(char out[32]);

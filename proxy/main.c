@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd_identity.h"
+#include "cmd_policy.h"
 #include "config.h"
 #include "demo.h"
 #include "log.h"
@@ -19,7 +20,8 @@ static const char kUsage[] =
     "commands:\n"
     "  run -c FILE        serve (SIGTERM/SIGINT drain, then exit)\n"
     "  check -c FILE      validate a configuration, its policies and identity files\n"
-    "  identity ca|issue  make a trust domain's CA, issue X.509-SVIDs\n"
+    "  identity ca|issue|show  make a trust domain's CA, issue and inspect X.509-SVIDs\n"
+    "  policy check|explain|test  lint a policy, explain a decision, test it offline\n"
     "  demo               a two-workload mTLS mesh on 127.0.0.1, end to end\n"
     "\n"
     "  --help, --version\n"
@@ -154,6 +156,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
   if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 1, argv + 1);
   if (strcmp(argv[1], "identity") == 0) return zt_cmd_identity(argc - 1, argv + 1);
+  if (strcmp(argv[1], "policy") == 0) return zt_cmd_policy(argc - 1, argv + 1);
   if (strcmp(argv[1], "demo") == 0) return zt_cmd_demo(argc - 1, argv + 1);
   fprintf(stderr, "ztproxy: unknown command \"%s\"\n%s", argv[1], kUsage);
   return 2;

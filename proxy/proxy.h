@@ -15,7 +15,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "config.h"
+#include "log.h"
+#include "metrics.h"
 #include "tls.h"
 
 /* One block holds a full TLS record (16 KiB of plaintext plus its overhead). */
@@ -43,6 +46,7 @@ typedef struct zt_block {
 
 typedef struct {
   const zt_listener_conf_t *conf;
+  size_t index;                 /* in the configuration, and in the metrics */
   atomic_uint active;           /* connections across all workers */
 } zt_listener_t;
 
@@ -68,6 +72,10 @@ struct zt_worker {
   size_t pool_len;
   bool draining;
   int bind_error;               /* set before the worker reports it started */
+  zt_worker_metrics_t metrics;  /* written by this worker only */
+  zt_alog_queue_t *alog;        /* its access-log lines, or NULL when the log is off */
+  atomic_int dump_pending;      /* main → worker: list your connections */
+  char *dump;                   /* worker → main: the list, as JSON objects */
 };
 
 struct zt_server {
@@ -78,7 +86,17 @@ struct zt_server {
   unsigned n_workers;
   uv_sem_t started;
   atomic_int drain_requested;
+  double start_time;            /* unix seconds */
+  _Atomic uint64_t reloads[2][2];  /* [identity, policy][success, failure] */
+  zt_admin_t *admin;            /* NULL when there is no admin section */
+  uv_async_t dump_done;         /* worker → main: every list is in */
+  uv_async_t worker_exit;       /* worker → main: one more worker has stopped */
+  atomic_int dumps_left;
+  atomic_int workers_left;
 };
+
+/* Ask every worker for its connections; zt_admin_connections_ready follows. */
+void zt_server_request_dump(zt_server_t *srv);
 
 int zt_server_run(zt_config_t *cfg, zt_identity_t *ident);
 
@@ -91,5 +109,6 @@ void zt_worker_conn_gone(zt_worker_t *w);
 void zt_conn_accept(zt_wlistener_t *wl);
 void zt_conn_close(zt_conn_t *c, const char *reason);
 void zt_conn_close_all(zt_worker_t *w, const char *reason);
+char *zt_conn_dump(zt_worker_t *w);   /* this worker's connections, JSON objects */
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "log.h"
 #include "proxy.h"
@@ -68,6 +69,10 @@ static void on_drain_timeout(uv_timer_t *t) {
 
 static void on_wake(uv_async_t *a) {
   zt_worker_t *w = a->data;
+  if (atomic_exchange(&w->dump_pending, 0)) {
+    w->dump = zt_conn_dump(w);
+    if (atomic_fetch_sub(&w->srv->dumps_left, 1) == 1) uv_async_send(&w->srv->dump_done);
+  }
   if (w->draining || !atomic_load(&w->srv->drain_requested)) return;
   w->draining = true;
   for (size_t i = 0; i < w->n_wl; i++)
@@ -119,6 +124,8 @@ static void worker_main(void *arg) {
   w->n_wl = i;
   uv_sem_post(&srv->started);
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  atomic_fetch_sub(&srv->workers_left, 1);
+  uv_async_send(&srv->worker_exit);
   while (w->pool) {
     zt_block_t *b = w->pool;
     w->pool = b->next;
@@ -132,10 +139,32 @@ static void request_drain(zt_server_t *srv) {
   for (unsigned i = 0; i < srv->n_workers; i++) uv_async_send(&srv->workers[i].wake);
 }
 
+void zt_server_request_dump(zt_server_t *srv) {
+  atomic_store(&srv->dumps_left, (int)srv->n_workers);
+  for (unsigned i = 0; i < srv->n_workers; i++) {
+    atomic_store(&srv->workers[i].dump_pending, 1);
+    uv_async_send(&srv->workers[i].wake);
+  }
+}
+
 typedef struct {
   zt_server_t *srv;
-  uv_signal_t term, intr, hup;
+  uv_signal_t term, intr, hup, usr1;
+  bool closed;
 } zt_main_t;
+
+static void close_main_handles(zt_main_t *m) {
+  if (m->closed) return;
+  m->closed = true;
+  zt_admin_stop(m->srv->admin);
+  m->srv->admin = NULL;
+  uv_close((uv_handle_t *)&m->srv->dump_done, NULL);
+  uv_close((uv_handle_t *)&m->srv->worker_exit, NULL);
+  uv_close((uv_handle_t *)&m->term, NULL);
+  uv_close((uv_handle_t *)&m->intr, NULL);
+  uv_close((uv_handle_t *)&m->hup, NULL);
+  uv_close((uv_handle_t *)&m->usr1, NULL);
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
   zt_main_t *m = s->data;
@@ -143,46 +172,109 @@ static void on_signal(uv_signal_t *s, int signum) {
     zt_warn("SIGHUP: reloading is not supported by this version; nothing changed");
     return;
   }
+  if (signum == SIGUSR1) {
+    zt_info("SIGUSR1: reopening the access log");
+    zt_access_log_reopen();
+    return;
+  }
+  if (atomic_load(&m->srv->drain_requested)) return;
   zt_info("%s: draining (up to %llu ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
           (unsigned long long)m->srv->cfg->drain_timeout_ms);
   request_drain(m->srv);
-  uv_close((uv_handle_t *)&m->term, NULL);
-  uv_close((uv_handle_t *)&m->intr, NULL);
-  uv_close((uv_handle_t *)&m->hup, NULL);
+}
+
+static void on_dump_done(uv_async_t *a) {
+  zt_server_t *srv = a->data;
+  if (srv->admin) zt_admin_connections_ready(srv->admin);
+}
+
+/* Every worker has left its loop: the admin server (which answered 503 on /ready
+ * during the drain) and the signal handlers go, and the main loop ends. */
+static void on_worker_exit(uv_async_t *a) {
+  zt_main_t *m = a->data;
+  if (atomic_load(&m->srv->workers_left) == 0) close_main_handles(m);
+}
+
+static void count_drop(void *arg) {
+  zt_worker_t *w = arg;
+  zt_count(&w->metrics.access_log_dropped, 1);
 }
 
 int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
   zt_server_t srv;
   zt_main_t m;
   uv_loop_t loop;
+  zt_alog_queue_t **queues = NULL;
+  zt_error_t err;
+  char msg[512];
   unsigned i, started = 0;
   int failed = 0;
+  struct timespec now;
 
   memset(&srv, 0, sizeof(srv));
+  memset(&m, 0, sizeof(m));
+  clock_gettime(CLOCK_REALTIME, &now);
+  srv.start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
   srv.cfg = cfg;
   srv.ident = ident;
   srv.n_workers = cfg->workers;
   srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners));
   srv.workers = calloc(srv.n_workers, sizeof(*srv.workers));
+  queues = calloc(srv.n_workers, sizeof(*queues));
   for (i = 0; i < cfg->n_listeners; i++) {
     srv.listeners[i].conf = &cfg->listeners[i];
+    srv.listeners[i].index = i;
     atomic_init(&srv.listeners[i].active, 0);
   }
   uv_sem_init(&srv.started, 0);
   signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&loop);
+  m.srv = &srv;
+  uv_async_init(&loop, &srv.dump_done, on_dump_done);
+  uv_async_init(&loop, &srv.worker_exit, on_worker_exit);
+  srv.dump_done.data = &srv;
+  srv.worker_exit.data = &m;
+  atomic_init(&srv.workers_left, 0);
 
   for (i = 0; i < srv.n_workers; i++) {
     zt_worker_t *w = &srv.workers[i];
     w->srv = &srv;
     w->index = i;
     w->wl = calloc(cfg->n_listeners, sizeof(*w->wl));
-    if (uv_thread_create(&w->thread, worker_main, w) != 0) break;
+    if (zt_metrics_worker_init(&w->metrics, cfg->n_listeners, cfg->max_peer_series) ||
+        (zt_access_log_enabled() &&
+         (w->alog = queues[i] = zt_alog_queue_new(1 << 20, count_drop, w)) == NULL)) {
+      zt_error("out of memory");
+      failed = 1;
+    }
+  }
+  if (!failed && zt_access_log_enabled() && zt_alog_start(queues, srv.n_workers)) {
+    zt_error("cannot start the access-log writer");
+    failed = 1;
+  }
+  if (!failed && cfg->admin_enabled && zt_admin_start(&srv.admin, &loop, &srv, &err)) {
+    zt_error("%s", zt_error_str(&err, msg, sizeof(msg)));
+    failed = 1;
+  }
+
+  for (i = 0; !failed && i < srv.n_workers; i++) {
+    zt_worker_t *w = &srv.workers[i];
+    atomic_fetch_add(&srv.workers_left, 1);
+    if (uv_thread_create(&w->thread, worker_main, w) != 0) {
+      atomic_fetch_sub(&srv.workers_left, 1);
+      failed = 1;
+      break;
+    }
     started++;
   }
   for (i = 0; i < started; i++) uv_sem_wait(&srv.started);
   for (i = 0; i < started; i++) failed |= srv.workers[i].bind_error < 0;
-  failed |= started < srv.n_workers;
 
+  uv_signal_init(&loop, &m.term);
+  uv_signal_init(&loop, &m.intr);
+  uv_signal_init(&loop, &m.hup);
+  uv_signal_init(&loop, &m.usr1);
+  m.term.data = m.intr.data = m.hup.data = m.usr1.data = &m;
   if (!failed) {
     for (i = 0; i < cfg->n_listeners; i++) {
       const zt_listener_conf_t *l = &cfg->listeners[i];
@@ -190,24 +282,29 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
               l->mode == ZT_MODE_INBOUND ? "inbound mTLS" : "outbound", l->listen.str,
               l->target.str);
     }
+    if (srv.admin) zt_info("admin: http://%s/metrics", cfg->admin_listen.str);
     zt_info("ready: %s, %u workers", ident->id, srv.n_workers);
-    uv_loop_init(&loop);
-    m.srv = &srv;
-    uv_signal_init(&loop, &m.term);
-    uv_signal_init(&loop, &m.intr);
-    uv_signal_init(&loop, &m.hup);
-    m.term.data = m.intr.data = m.hup.data = &m;
     uv_signal_start(&m.term, on_signal, SIGTERM);
     uv_signal_start(&m.intr, on_signal, SIGINT);
     uv_signal_start(&m.hup, on_signal, SIGHUP);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    uv_signal_start(&m.usr1, on_signal, SIGUSR1);
   } else {
     request_drain(&srv);
   }
+  if (started == 0) close_main_handles(&m);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+
   for (i = 0; i < started; i++) uv_thread_join(&srv.workers[i].thread);
-  for (i = 0; i < srv.n_workers; i++) free(srv.workers[i].wl);
+  zt_alog_stop();
+  for (i = 0; i < srv.n_workers; i++) {
+    free(srv.workers[i].wl);
+    free(srv.workers[i].dump);
+    zt_metrics_worker_free(&srv.workers[i].metrics);
+    zt_alog_queue_free(srv.workers[i].alog);
+  }
   uv_sem_destroy(&srv.started);
+  free(queues);
   free(srv.workers);
   free(srv.listeners);
   if (!failed) zt_info("stopped");

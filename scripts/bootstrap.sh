@@ -13,11 +13,22 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 deps=${ZT_DEPS:-$top/.deps}
 prefix=$deps/wolfssl
-# The stamp names this script's hash: a change of build flags rebuilds.
-stamp=$prefix/.built-$(sha256sum "$0" | cut -c1-16)
+# No OpenSSL-compat layer and no KEEP_PEER_CERT: the verify callback (always called,
+# for every certificate) reads the peer chain as DER, and we keep only the SPIFFE ID.
+# WOLFSSL_ALT_NAMES lets identity/ write URI SANs and exact validity dates.
+wolfssl_flags=(--enable-static --disable-shared
+  --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm --enable-sp-math-all
+  --enable-tls13 --enable-alpn --enable-sni --enable-session-ticket
+  --enable-certgen --enable-certext --enable-keygen --enable-crl
+  --enable-ecc --enable-supportedcurves --enable-aesgcm --enable-harden
+  --disable-oldtls --disable-examples --disable-crypttests --disable-benchmark
+  "CFLAGS=-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_VERIFY_CB_ALL_CERTS -DWOLFSSL_ALT_NAMES")
+# The stamp names the flags' hash: a change of build flags rebuilds.
+stamp=$prefix/.built-$(printf '%s\n' "${wolfssl_flags[@]}" | sha256sum | cut -c1-16)
 
 pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev node-llhttp
-      autoconf automake libtool curl openssl python3 iproute2 iptables procps)
+      autoconf automake libtool curl openssl python3 iproute2 iptables procps
+      prometheus)   # promtool validates our /metrics exposition in the tests
 [ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light wrk)
 
 need=()
@@ -58,16 +69,7 @@ srcdir=$(find "$work/src" -maxdepth 1 -type d -name 'wolfssl-*' | head -1)
 
 cd "$srcdir"
 ./autogen.sh >/dev/null 2>&1
-# No OpenSSL-compat layer and no KEEP_PEER_CERT: the verify callback (always called,
-# for every certificate) reads the peer chain as DER, and we keep only the SPIFFE ID.
-# WOLFSSL_ALT_NAMES lets identity/ write URI SANs and exact validity dates.
-./configure --prefix="$prefix" --enable-static --disable-shared \
-  --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm --enable-sp-math-all \
-  --enable-tls13 --enable-alpn --enable-sni --enable-session-ticket \
-  --enable-certgen --enable-certext --enable-keygen --enable-crl \
-  --enable-ecc --enable-supportedcurves --enable-aesgcm --enable-harden \
-  --disable-oldtls --disable-examples --disable-crypttests --disable-benchmark \
-  CFLAGS="-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_VERIFY_CB_ALL_CERTS -DWOLFSSL_ALT_NAMES" \
+./configure --prefix="$prefix" "${wolfssl_flags[@]}" \
   >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log"; exit 1; }
 make -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -30 "$work/make.log"; exit 1; }
 make install >/dev/null

@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""`ztproxy check -c FILE` on broken configuration and policy files.
+
+Each broken file exits 2 and stderr carries "path:line:col: message" pointing at the
+offending node (the exact line and column are asserted), with a word of the reason. A
+valid file exits 0, also when run from another working folder (relative paths resolve
+against the config's folder). `ztproxy run -c` on a broken file exits 2 without serving.
+
+The files are written by hand, line by line, so that positions are known: a case names
+the line it expects (by a unique substring) and the column (by a substring of that line).
+"""
+
+import os
+import re
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztlib  # noqa: E402
+from ztlib import SERVER_ID, check, check_eq  # noqa: E402
+
+BASE = """\
+identity:
+  cert: svid.pem
+  key: svid_key.pem
+  bundle: bundle.pem
+log:
+  access: stdout
+  level: info
+workers: 1
+drain_timeout: 30s
+listeners:
+  - name: in1
+    mode: inbound
+    listen: 127.0.0.1:15006
+    forward: 127.0.0.1:8080
+    protocol: tcp
+    policy: policy.yaml
+    connect_timeout: 5s
+    handshake_timeout: 10s
+    idle_timeout: 300s
+    max_connections: 100
+  - name: out1
+    mode: outbound
+    listen: 127.0.0.1:15001
+    upstream: 127.0.0.1:15006
+    expect_server: [%s]
+""" % SERVER_ID
+
+POLICY = """\
+trust_domain: example.org
+mode: enforce
+default: deny
+rules:
+  - name: web-to-api
+    action: allow
+    from:
+      - spiffe://example.org/ns/web/sa/client
+      - spiffe://example.org/ns/ops/*
+    to:
+      ports: [8080, "9000-9099"]
+  - name: no-intruders
+    action: deny
+    from: ["spiffe://example.org/ns/evil/*"]
+"""
+
+
+class Ctx:
+    pass
+
+
+def setup():
+    c = Ctx()
+    c.ws = ztlib.Workspace()
+    c.pki = ztlib.Pki(root=c.ws.dir)
+    c.svid = c.pki.issue(SERVER_ID, name="server")
+    c.n = 0
+    return c
+
+
+def teardown(c):
+    c.pki.cleanup()
+    c.ws.cleanup()
+
+
+def folder(c):
+    c.n += 1
+    d = c.ws.path("case%02d" % c.n)
+    os.makedirs(d)
+    shutil.copy(c.svid[0], os.path.join(d, "svid.pem"))
+    shutil.copy(c.svid[1], os.path.join(d, "svid_key.pem"))
+    shutil.copy(c.pki.ca_cert, os.path.join(d, "bundle.pem"))
+    return d
+
+
+def edit(text, replace=None, insert_after=None, delete=None):
+    """replace: {old_line_substring: new_line}; insert_after: (substring, new_line);
+    delete: substring of the line to drop. Each substring must match exactly one line."""
+    lines = text.split("\n")
+
+    def find(sub):
+        hits = [i for i, l in enumerate(lines) if sub in l]
+        assert len(hits) == 1, "edit: %r matches %d lines" % (sub, len(hits))
+        return hits[0]
+    for old, new in (replace or {}).items():
+        lines[find(old)] = new
+    if insert_after:
+        i = find(insert_after[0])
+        lines.insert(i + 1, insert_after[1])
+    if delete:
+        del lines[find(delete)]
+    return "\n".join(lines)
+
+
+def position(text, line_sub, col_sub, nth=1):
+    """1-based (line, col) of the nth occurrence of col_sub in the unique line that
+    contains line_sub."""
+    lines = text.split("\n")
+    hits = [i for i, l in enumerate(lines) if line_sub in l]
+    assert len(hits) == 1, "position: %r matches %d lines" % (line_sub, len(hits))
+    l = lines[hits[0]]
+    col = -1
+    for _ in range(nth):
+        col = l.index(col_sub, col + 1)
+    return hits[0] + 1, col + 1
+
+
+def expect_error(c, cfg_text, where, words, policy_text=POLICY, in_policy=False,
+                 extra_files=None, cmd="check"):
+    """Write the case, run `ztproxy check -c`, assert exit 2 and the located message."""
+    d = folder(c)
+    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), cfg_text)
+    ztlib.write_text(os.path.join(d, "policy.yaml"), policy_text)
+    for name, text in (extra_files or {}).items():
+        ztlib.write_text(os.path.join(d, name), text)
+    r = ztlib.run_cli([cmd, "-c", cfg], timeout=20, cwd=d)
+    check_eq(r.rc, 2, "exit status of `ztproxy %s -c %s`\n%r" % (cmd, cfg, r))
+    line, col = where
+    if in_policy:
+        pat = r"(?:^|\s)(?:\S*/)?policy\.yaml:%d:%d: " % (line, col)
+        shown = "policy.yaml:%d:%d: " % (line, col)
+    else:
+        pat = r"(?:^|\s)%s:%d:%d: " % (re.escape(cfg), line, col)
+        shown = "%s:%d:%d: " % (cfg, line, col)
+    m = re.search(pat, r.err, re.M)
+    check(m is not None, "stderr lacks %r\n%r" % (shown, r))
+    msg_line = r.err[m.start():].split("\n", 1)[0]
+    check(any(w.lower() in msg_line.lower() for w in words),
+          "message %r names none of %r" % (msg_line, words))
+    return r
+
+
+# -- configuration file ----------------------------------------------------------------
+
+def case_valid_config(c):
+    d = folder(c)
+    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), BASE)
+    ztlib.write_text(os.path.join(d, "policy.yaml"), POLICY)
+    r = ztlib.run_cli(["check", "-c", cfg], timeout=20, cwd="/")
+    check_eq(r.rc, 0, "exit status of check on a valid file (cwd /)\n%r" % r)
+    r = ztlib.run_cli(["check", "-c", "ztproxy.yaml"], timeout=20, cwd=d)
+    check_eq(r.rc, 0, "exit status of check -c ztproxy.yaml (relative)\n%r" % r)
+
+
+def case_unknown_key_in_listener(c):
+    t = edit(BASE, insert_after=("max_connections: 100", "    bogus_key: 1"))
+    expect_error(c, t, position(t, "bogus_key", "bogus_key"), ["bogus_key", "unknown"])
+
+
+def case_unknown_top_level_key(c):
+    t = edit(BASE, insert_after=("workers: 1", "tracing: on"))
+    expect_error(c, t, position(t, "tracing", "tracing"), ["tracing", "unknown"])
+
+
+def case_wrong_type_scalar(c):
+    t = edit(BASE, replace={"max_connections: 100": "    max_connections: lots"})
+    expect_error(c, t, position(t, "max_connections", "lots"),
+                 ["max_connections", "integer", "number"])
+
+
+def case_wrong_type_listeners_not_a_list(c):
+    t = BASE.split("listeners:")[0] + "listeners: in1\n"
+    expect_error(c, t, position(t, "listeners:", "in1"), ["listeners", "sequence", "list"])
+
+
+def case_wrong_type_identity_not_a_map(c):
+    t = "identity: [svid.pem]\nlog:\n" + BASE.split("log:\n", 1)[1]
+    expect_error(c, t, position(t, "identity:", "["), ["identity", "mapping", "map"])
+
+
+def case_missing_required_forward(c):
+    t = edit(BASE, delete="forward: 127.0.0.1:8080")
+    expect_error(c, t, position(t, "name: in1", "name"), ["forward"])
+
+
+def case_missing_required_identity_key(c):
+    t = edit(BASE, delete="key: svid_key.pem")
+    expect_error(c, t, position(t, "cert: svid.pem", "cert"), ["key"])
+
+
+def case_missing_listeners(c):
+    t = BASE.split("listeners:")[0]
+    expect_error(c, t, (1, 1), ["listeners"])
+
+
+def case_bad_port(c):
+    t = edit(BASE, replace={"listen: 127.0.0.1:15006": "    listen: 127.0.0.1:99999"})
+    expect_error(c, t, position(t, "99999", "127.0.0.1:99999"), ["port", "99999"])
+
+
+def case_address_without_port(c):
+    t = edit(BASE, replace={"upstream: 127.0.0.1:15006": "    upstream: nohost"})
+    expect_error(c, t, position(t, "upstream: nohost", "nohost"),
+                 ["nohost", "host:port", "address", "port"])
+
+
+def case_missing_identity_file(c):
+    t = edit(BASE, replace={"cert: svid.pem": "  cert: missing-svid.pem"})
+    expect_error(c, t, position(t, "missing-svid.pem", "missing-svid.pem"),
+                 ["missing-svid.pem"])
+
+
+def case_missing_policy_file(c):
+    t = edit(BASE, replace={"policy: policy.yaml": "    policy: nope.yaml"})
+    expect_error(c, t, position(t, "nope.yaml", "nope.yaml"), ["nope.yaml"])
+
+
+def case_yaml_syntax_error(c):
+    t = edit(BASE, replace={"level: info": "  level: info: debug"})
+    # libyaml: "mapping values are not allowed in this context" at the second ':'
+    expect_error(c, t, position(t, "level: info: debug", ":", nth=2),
+                 ["mapping values", "yaml", "syntax", "not allowed"])
+
+
+def case_yaml_unclosed_flow(c):
+    t = edit(BASE, replace={"expect_server:": "    expect_server: [%s" % SERVER_ID})
+    # the flow sequence is never closed: any position will do, but there must be one
+    d = folder(c)
+    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), t)
+    ztlib.write_text(os.path.join(d, "policy.yaml"), POLICY)
+    r = ztlib.run_cli(["check", "-c", cfg], timeout=20, cwd=d)
+    check_eq(r.rc, 2, "exit status\n%r" % r)
+    check(re.search(r"%s:\d+:\d+: " % re.escape(cfg), r.err),
+          "stderr lacks %s:LINE:COL:\n%r" % (cfg, r))
+
+
+def case_bad_duration(c):
+    t = edit(BASE, replace={"idle_timeout: 300s": "    idle_timeout: 5 fortnights"})
+    expect_error(c, t, position(t, "idle_timeout", "5 fortnights"),
+                 ["idle_timeout", "duration"])
+
+
+def case_bad_duration_unit(c):
+    t = edit(BASE, replace={"drain_timeout: 30s": "drain_timeout: 30x"})
+    expect_error(c, t, position(t, "drain_timeout", "30x"), ["drain_timeout", "duration"])
+
+
+def case_unknown_mode(c):
+    t = edit(BASE, replace={"mode: outbound": "    mode: sideways"})
+    expect_error(c, t, position(t, "sideways", "sideways"), ["mode", "sideways"])
+
+
+def case_unknown_protocol(c):
+    t = edit(BASE, replace={"protocol: tcp": "    protocol: udp"})
+    expect_error(c, t, position(t, "protocol: udp", "udp"), ["protocol", "udp"])
+
+
+def case_bad_log_level(c):
+    t = edit(BASE, replace={"level: info": "  level: chatty"})
+    expect_error(c, t, position(t, "level: chatty", "chatty"), ["level", "chatty"])
+
+
+def case_bad_expect_server_id(c):
+    t = edit(BASE, replace={"expect_server:": "    expect_server: [spiffe://Bad Domain/x]"})
+    expect_error(c, t, position(t, "expect_server:", "spiffe://"),
+                 ["expect_server", "spiffe", "id"])
+
+
+def case_bad_workers(c):
+    t = edit(BASE, replace={"workers: 1": "workers: several"})
+    expect_error(c, t, position(t, "workers:", "several"), ["workers"])
+
+
+def case_run_refuses_bad_config(c):
+    t = edit(BASE, insert_after=("max_connections: 100", "    bogus_key: 1"))
+    expect_error(c, t, position(t, "bogus_key", "bogus_key"), ["bogus_key", "unknown"],
+                 cmd="run")
+
+
+def case_empty_file(c):
+    d = folder(c)
+    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), "")
+    r = ztlib.run_cli(["check", "-c", cfg], timeout=20, cwd=d)
+    check_eq(r.rc, 2, "exit status of check on an empty file\n%r" % r)
+    check("ztproxy.yaml" in r.err, "stderr does not name the file\n%r" % r)
+
+
+def case_missing_config_file(c):
+    r = ztlib.run_cli(["check", "-c", c.ws.path("does-not-exist.yaml")], timeout=20)
+    check_eq(r.rc, 2, "exit status of check on a missing file\n%r" % r)
+    check("does-not-exist.yaml" in r.err, "stderr does not name the file\n%r" % r)
+
+
+# -- policy file -----------------------------------------------------------------------
+
+def case_policy_bad_action(c):
+    p = edit(POLICY, replace={"action: deny": "    action: permit"})
+    expect_error(c, BASE, position(p, "permit", "permit"), ["action", "permit"],
+                 policy_text=p, in_policy=True)
+
+
+def case_policy_unknown_key(c):
+    p = edit(POLICY, insert_after=("name: web-to-api", "    colour: blue"))
+    expect_error(c, BASE, position(p, "colour", "colour"), ["colour", "unknown"],
+                 policy_text=p, in_policy=True)
+
+
+def case_policy_bad_spiffe_id(c):
+    p = edit(POLICY, replace={"ns/ops/*": "      - spiffe://example.org/ns//ops"})
+    expect_error(c, BASE, position(p, "ns//ops", "spiffe"), ["spiffe", "id", "from"],
+                 policy_text=p, in_policy=True)
+
+
+def case_policy_bad_port(c):
+    p = edit(POLICY, replace={"ports:": "      ports: [8080, 70000]"})
+    expect_error(c, BASE, position(p, "70000", "70000"), ["port", "70000"],
+                 policy_text=p, in_policy=True)
+
+
+def case_policy_missing_trust_domain(c):
+    p = edit(POLICY, delete="trust_domain")
+    expect_error(c, BASE, (1, 1), ["trust_domain"], policy_text=p, in_policy=True)
+
+
+def case_policy_bad_mode(c):
+    p = edit(POLICY, replace={"mode: enforce": "mode: lenient"})
+    expect_error(c, BASE, position(p, "lenient", "lenient"), ["mode", "lenient"],
+                 policy_text=p, in_policy=True)
+
+
+def case_policy_yaml_syntax(c):
+    p = edit(POLICY, replace={"default: deny": "default: deny: allow"})
+    expect_error(c, BASE, position(p, "default: deny: allow", ":", nth=2),
+                 ["mapping values", "yaml", "syntax", "not allowed"],
+                 policy_text=p, in_policy=True)
+
+
+CASES = [
+    ("valid_config_exits_0", case_valid_config),
+    ("unknown_key_in_listener", case_unknown_key_in_listener),
+    ("unknown_top_level_key", case_unknown_top_level_key),
+    ("wrong_type_scalar", case_wrong_type_scalar),
+    ("wrong_type_listeners_not_a_sequence", case_wrong_type_listeners_not_a_list),
+    ("wrong_type_identity_not_a_mapping", case_wrong_type_identity_not_a_map),
+    ("missing_required_forward", case_missing_required_forward),
+    ("missing_required_identity_key", case_missing_required_identity_key),
+    ("missing_listeners", case_missing_listeners),
+    ("bad_port_99999", case_bad_port),
+    ("address_without_port_nohost", case_address_without_port),
+    ("missing_identity_file", case_missing_identity_file),
+    ("missing_policy_file", case_missing_policy_file),
+    ("yaml_syntax_error", case_yaml_syntax_error),
+    ("yaml_unclosed_flow_sequence", case_yaml_unclosed_flow),
+    ("bad_duration", case_bad_duration),
+    ("bad_duration_unit", case_bad_duration_unit),
+    ("unknown_mode", case_unknown_mode),
+    ("unknown_protocol", case_unknown_protocol),
+    ("bad_log_level", case_bad_log_level),
+    ("bad_expect_server_id", case_bad_expect_server_id),
+    ("bad_workers", case_bad_workers),
+    ("run_refuses_bad_config_exit_2", case_run_refuses_bad_config),
+    ("empty_file", case_empty_file),
+    ("missing_config_file", case_missing_config_file),
+    ("policy_bad_action", case_policy_bad_action),
+    ("policy_unknown_key", case_policy_unknown_key),
+    ("policy_bad_spiffe_id", case_policy_bad_spiffe_id),
+    ("policy_bad_port", case_policy_bad_port),
+    ("policy_missing_trust_domain", case_policy_missing_trust_domain),
+    ("policy_bad_mode", case_policy_bad_mode),
+    ("policy_yaml_syntax_error", case_policy_yaml_syntax),
+]
+
+if __name__ == "__main__":
+    ztlib.run_cases("test_config_errors", CASES, setup=setup, teardown=teardown)

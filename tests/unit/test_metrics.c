@@ -1,0 +1,135 @@
+/* tests/unit/test_metrics.c: per-worker series tables, the exposition, and the
+ * access-log rings (proxy/metrics.c, proxy/log.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "zt_test.h"
+
+static size_t count_lines_with(const char *text, const char *needle) {
+  size_t n = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p++) n++;
+  return n;
+}
+
+ZT_TEST(peer_series_are_capped_with_an_other_bucket) {
+  zt_worker_metrics_t m;
+  char id[64];
+  ZT_ASSERT(zt_metrics_worker_init(&m, 1, 100) == 0);
+  for (int i = 0; i < 10000; i++) {
+    snprintf(id, sizeof(id), "spiffe://example.org/scanner/%d", i);
+    zt_metrics_series_count(&m.peers, 0, id, 1);
+  }
+  ZT_ASSERT(m.peers.used <= 100);
+  {
+    const char *names[] = {"in"};
+    zt_worker_metrics_t *ws[] = {&m};
+    zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
+                           .n_workers = 1, .version = "t"};
+    size_t len;
+    char *text = zt_metrics_render(&v, &len);
+    ZT_ASSERT(text != NULL);
+    /* At most 100 series for peer IDs, "other" included. */
+    ZT_ASSERT(count_lines_with(text, "ztproxy_peer_connections_total{") <= 100);
+    ZT_ASSERT(strstr(text, "peer_id=\"other\",decision=\"deny\"} ") != NULL);
+    free(text);
+  }
+  zt_metrics_worker_free(&m);
+}
+
+ZT_TEST(series_sum_over_workers_and_fold_past_the_cap) {
+  zt_worker_metrics_t a, b;
+  ZT_ASSERT(zt_metrics_worker_init(&a, 1, 3) == 0);
+  ZT_ASSERT(zt_metrics_worker_init(&b, 1, 3) == 0);
+  zt_metrics_series_count(&a.peers, 0, "spiffe://t/a", 0);
+  zt_metrics_series_count(&b.peers, 0, "spiffe://t/a", 0);
+  zt_metrics_series_count(&b.peers, 0, "spiffe://t/b", 1);
+  zt_count(&a.listeners[0].bytes_in, 5);
+  zt_count(&b.listeners[0].bytes_in, 7);
+  {
+    const char *names[] = {"in"};
+    zt_worker_metrics_t *ws[] = {&a, &b};
+    zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
+                           .n_workers = 2, .version = "t"};
+    size_t len;
+    char *text = zt_metrics_render(&v, &len);
+    ZT_ASSERT(text != NULL);
+    ZT_ASSERT(strstr(text, "peer_id=\"spiffe://t/a\",decision=\"allow\"} 2\n") != NULL);
+    ZT_ASSERT(strstr(text, "peer_id=\"spiffe://t/b\",decision=\"deny\"} 1\n") != NULL);
+    ZT_ASSERT(strstr(text, "ztproxy_bytes_total{listener=\"in\",direction=\"in\"} 12\n"));
+    free(text);
+  }
+  zt_metrics_worker_free(&a);
+  zt_metrics_worker_free(&b);
+}
+
+ZT_TEST(label_values_are_escaped) {
+  zt_worker_metrics_t m;
+  const char *names[] = {"we\"ird\\name"};
+  zt_worker_metrics_t *ws[] = {&m};
+  zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
+                         .n_workers = 1, .version = "t"};
+  size_t len;
+  char *text;
+  ZT_ASSERT(zt_metrics_worker_init(&m, 1, 10) == 0);
+  text = zt_metrics_render(&v, &len);
+  ZT_ASSERT(text && strstr(text, "listener=\"we\\\"ird\\\\name\"") != NULL);
+  free(text);
+  zt_metrics_worker_free(&m);
+}
+
+ZT_TEST(histogram_buckets_are_cumulative) {
+  zt_worker_metrics_t m;
+  const char *names[] = {"in"};
+  zt_worker_metrics_t *ws[] = {&m};
+  zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
+                         .n_workers = 1, .version = "t"};
+  size_t len;
+  char *text;
+  ZT_ASSERT(zt_metrics_worker_init(&m, 1, 10) == 0);
+  zt_histogram_observe(&m.listeners[0].duration, zt_duration_buckets, 2000);       /* 2 ms */
+  zt_histogram_observe(&m.listeners[0].duration, zt_duration_buckets, 7200000000); /* 2 h */
+  text = zt_metrics_render(&v, &len);
+  ZT_ASSERT(text != NULL);
+  ZT_ASSERT(strstr(text, "duration_seconds_bucket{listener=\"in\",le=\"0.001\"} 0\n"));
+  ZT_ASSERT(strstr(text, "duration_seconds_bucket{listener=\"in\",le=\"0.005\"} 1\n"));
+  ZT_ASSERT(strstr(text, "duration_seconds_bucket{listener=\"in\",le=\"3600\"} 1\n"));
+  ZT_ASSERT(strstr(text, "duration_seconds_bucket{listener=\"in\",le=\"+Inf\"} 2\n"));
+  ZT_ASSERT(strstr(text, "duration_seconds_count{listener=\"in\"} 2\n"));
+  free(text);
+  zt_metrics_worker_free(&m);
+}
+
+static int drops;
+static void on_drop(void *arg) { (void)arg; drops++; }
+
+ZT_TEST(a_full_access_log_ring_drops_and_counts) {
+  zt_alog_queue_t *q = zt_alog_queue_new(4096, on_drop, NULL);
+  char line[100];
+  memset(line, 'x', sizeof(line) - 1);
+  line[sizeof(line) - 1] = '\n';
+  ZT_ASSERT(q != NULL);
+  drops = 0;
+  /* No writer runs: 40 lines of 100 bytes fit in 4096, the rest are dropped. */
+  for (int i = 0; i < 100; i++) zt_alog_push(q, line, sizeof(line));
+  ZT_ASSERT(drops == 100 - 40);
+  zt_alog_queue_free(q);
+}
+
+ZT_TEST(json_strings_are_escaped) {
+  char buf[64];
+  size_t n = zt_json_str(buf, 0, sizeof(buf), "a\"b\\c\n\x01");
+  buf[n] = '\0';
+  ZT_ASSERT_STR_EQ(buf, "\"a\\\"b\\\\c\\u000a\\u0001\"");
+  n = zt_json_str(buf, 0, sizeof(buf), NULL);
+  buf[n] = '\0';
+  ZT_ASSERT_STR_EQ(buf, "null");
+}
+
+ZT_TEST_MAIN(ZT_RUN(peer_series_are_capped_with_an_other_bucket),
+             ZT_RUN(series_sum_over_workers_and_fold_past_the_cap),
+             ZT_RUN(label_values_are_escaped), ZT_RUN(histogram_buckets_are_cumulative),
+             ZT_RUN(a_full_access_log_ring_drops_and_counts),
+             ZT_RUN(json_strings_are_escaped))
