@@ -1,7 +1,8 @@
 /* identity/issue.h: certificate issuing for bootstrap and tests (`ztproxy identity
  * ca|issue`), over wolfSSL certgen.
  *
- * Every certificate is ECDSA P-256 with an ECDSA-SHA256 signature, a 16-byte random
+ * Every certificate is ECDSA P-256 with an ECDSA-SHA256 signature by default (P-384,
+ * RSA and, for tests of the verifier, RSA-1024 and SHA-1 on request), a 16-byte random
  * positive serial and explicit notBefore/notAfter (UTCTime, GeneralizedTime from
  * 2050), so lifetimes can be seconds or hours and certificates can be made already
  * expired. Keys are written as PEM "EC PRIVATE KEY" with mode 0600, certificates as
@@ -29,6 +30,14 @@ typedef struct {
   int64_t now;                /* unix seconds */
   int64_t ttl;                /* seconds, > 0 */
   int64_t backdate;           /* seconds, >= 0: notBefore = now - backdate */
+  /* Added with issue 3. All optional (NULL/0 = the defaults above). */
+  const char *ca_cert;        /* parent CA: make an intermediate signed by it (the  */
+  const char *ca_key;         /* cert file then holds it plus the parent's chain)  */
+  const char *key_type;       /* "p256" (default), "p384", "rsa2048", "rsa3072";
+                                 test only: "rsa1024" */
+  const char *sig;            /* "sha256" (default); test only: "sha1" */
+  const char *key_usage;      /* test only: wolfSSL key-usage list replacing
+                                 "keyCertSign,cRLSign,digitalSignature" */
 } zt_issue_ca_opts_t;
 
 typedef struct {
@@ -43,7 +52,21 @@ typedef struct {
   int64_t now;                /* unix seconds */
   int64_t ttl;                /* seconds, > 0: notAfter = now - backdate + ttl */
   int64_t backdate;           /* seconds, >= 0: notBefore = now - backdate */
+  /* Added with issue 3. All optional. */
+  const char *key_type;       /* as for the CA */
+  const char *sig;            /* as for the CA */
+  const char *key_usage;      /* test only: replaces "digitalSignature" ("" = no
+                                 keyUsage extension at all) */
 } zt_issue_svid_opts_t;
+
+typedef struct {
+  const char *ca_cert, *ca_key; /* the CRL issuer: a CA with cRLSign (or keyCertSign
+                                   when it has no keyUsage) */
+  const char *const *serials; size_t n_serials; /* hex, as `identity show` prints */
+  int64_t now;                /* thisUpdate, and revocationDate of every entry */
+  int64_t ttl;                /* nextUpdate = now + ttl, > 0 */
+  uint64_t number;            /* cRLNumber; 0: now */
+} zt_issue_crl_opts_t;
 
 typedef struct {
   char serial[ZT_SVID_SERIAL_HEX_MAX + 1];  /* lowercase hex */
@@ -64,5 +87,12 @@ int zt_issue_ca(const zt_issue_ca_opts_t *o, const char *cert_path,
  * 0, or -1 with err filled. res may be NULL. */
 int zt_issue_svid(const zt_issue_svid_opts_t *o, const char *cert_path,
                   const char *key_path, zt_issue_result_t *res, zt_error_t *err);
+
+/* A v2 CRL (RFC 5280 5.1) signed by the CA: issuer = the CA's subject, byte for
+ * byte; thisUpdate/nextUpdate; one entry per serial; extensions authorityKeyIdentifier
+ * (from the CA's SKID when it has one) and cRLNumber. ECDSA-SHA256 or SHA256-RSA.
+ * wolfSSL 5.5.4 has no CRL generation, so the DER is encoded here. Writes PEM
+ * "X509 CRL" to out_path. 0, or -1 with err filled. */
+int zt_issue_crl(const zt_issue_crl_opts_t *o, const char *out_path, zt_error_t *err);
 
 #endif

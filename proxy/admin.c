@@ -240,14 +240,15 @@ static void do_policy(client_t *c) {
   zt_sbuf_printf(&b, "{\"listeners\":[");
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     const zt_listener_conf_t *l = &cfg->listeners[i];
-    zt_policy_t *p = l->policy;
+    zt_policy_t *p = c->a->srv->policies[i];
     if (p == NULL) continue;
     zt_sbuf_printf(&b, "%s{\"listener\":", first ? "" : ",");
     first = 0;
     zt_sbuf_json(&b, l->name);
     zt_sbuf_printf(&b, ",\"file\":");
     zt_sbuf_json(&b, zt_policy_file(p));
-    zt_sbuf_printf(&b, ",\"loaded_at\":%.3f,\"trust_domain\":", c->a->srv->start_time);
+    zt_sbuf_printf(&b, ",\"loaded_at\":%.3f,\"trust_domain\":",
+                   c->a->srv->policy_loaded_at[i]);
     zt_sbuf_json(&b, zt_policy_trust_domain(p));
     zt_sbuf_printf(&b, ",\"mode\":\"%s\",\"rules\":[", zt_policy_audit(p) ? "audit" : "enforce");
     for (size_t r = 0; r < zt_policy_rule_count(p); r++) {

@@ -411,7 +411,8 @@ static int cmd_test(int argc, char **argv) {
     if (d.rule_index < 0) printf(": got %s by default", action_str(d.action));
     else printf(": got %s by rule \"%s\"", action_str(d.action), d.rule);
     printf(", want %s", action_str(expect));
-    if (rule) printf(strcmp(rule, "default") == 0 ? " by %s" : " by rule \"%s\"", rule);
+    if (rule && strcmp(rule, "default") == 0) printf(" by default");
+    else if (rule) printf(" by rule \"%s\"", rule);
     printf("\n");
   }
   printf("%s: %zu case%s, %zu passed, %zu failed\n", cases_file, total,

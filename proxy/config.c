@@ -106,9 +106,53 @@ static yaml_node_t *required(loader_t *L, yaml_node_t *map, const char *key,
 }
 
 static int load_identity(loader_t *L, yaml_node_t *n, zt_config_t *c) {
-  static const char *const keys[] = {"cert", "key", "bundle", NULL};
+  static const char *const keys[] = {"cert", "key", "bundle", "federated", "crl",
+                                     "allow_id_change", "expiry_warning_percent", NULL};
+  static const char *const fkeys[] = {"trust_domain", "bundle", NULL};
   yaml_node_t *v;
   if (zt_yaml_check_keys(&L->y, n, keys, "identity", L->err)) return -1;
+  if ((v = zt_yaml_get(&L->y, n, "federated"))) {
+    if (zt_yaml_want_seq(&L->y, v, "identity.federated", L->err)) return -1;
+    c->federated = calloc(zt_yaml_len(v) + 1, sizeof(*c->federated));
+    for (size_t i = 0; i < zt_yaml_len(v); i++) {
+      yaml_node_t *it = zt_yaml_item(&L->y, v, i), *f;
+      const char *td, *why;
+      zt_federated_t *fd = &c->federated[c->n_federated];
+      if (zt_yaml_check_keys(&L->y, it, fkeys, "identity.federated[]", L->err)) return -1;
+      if (!(f = required(L, it, "trust_domain", "identity.federated[]")) ||
+          zt_yaml_str(&L->y, f, "trust_domain", &td, L->err))
+        return -1;
+      if (zt_trust_domain_check(td, strlen(td), &why))
+        return zt_yaml_fail(&L->y, f, L->err,
+                            "identity.federated[].trust_domain: \"%s\": %s", td, why);
+      for (size_t j = 0; j < c->n_federated; j++)
+        if (strcmp(c->federated[j].trust_domain, td) == 0)
+          return zt_yaml_fail(&L->y, f, L->err,
+                              "identity.federated: trust domain %s is listed twice", td);
+      fd->trust_domain = strdup(td);
+      c->n_federated++;
+      if (!(f = required(L, it, "bundle", "identity.federated[]")) ||
+          file_path(L, f, "identity.federated[].bundle", (char **)&fd->bundle))
+        return -1;
+    }
+  }
+  if ((v = zt_yaml_get(&L->y, n, "crl"))) {
+    if (zt_yaml_want_seq(&L->y, v, "identity.crl", L->err)) return -1;
+    c->crls = calloc(zt_yaml_len(v) + 1, sizeof(*c->crls));
+    for (size_t i = 0; i < zt_yaml_len(v); i++)
+      if (file_path(L, zt_yaml_item(&L->y, v, i), "identity.crl[]", &c->crls[c->n_crls++]))
+        return -1;
+  }
+  if ((v = zt_yaml_get(&L->y, n, "allow_id_change")) &&
+      zt_yaml_bool(&L->y, v, "identity.allow_id_change", &c->allow_id_change, L->err))
+    return -1;
+  c->expiry_warning_percent = 20;
+  if ((v = zt_yaml_get(&L->y, n, "expiry_warning_percent"))) {
+    uint64_t pc;
+    if (zt_yaml_uint(&L->y, v, "identity.expiry_warning_percent", 0, 99, &pc, L->err))
+      return -1;
+    c->expiry_warning_percent = (unsigned)pc;
+  }
   if (!(v = required(L, n, "cert", "identity")) || file_path(L, v, "identity.cert", &c->cert))
     return -1;
   if (!(v = required(L, n, "key", "identity")) || file_path(L, v, "identity.key", &c->key))
@@ -376,6 +420,13 @@ void zt_config_free(zt_config_t *c) {
   free(c->cert);
   free(c->key);
   free(c->bundle);
+  for (size_t i = 0; i < c->n_federated; i++) {
+    free((char *)c->federated[i].trust_domain);
+    free((char *)c->federated[i].bundle);
+  }
+  free(c->federated);
+  for (size_t i = 0; i < c->n_crls; i++) free(c->crls[i]);
+  free(c->crls);
   free(c->access_log);
   memset(c, 0, sizeof(*c));
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "idset.h"
 #include "policy.h"
 #include "zt_error.h"
 
@@ -39,6 +40,12 @@ typedef struct {
 typedef struct {
   char *file;
   char *cert, *key, *bundle;     /* resolved paths */
+  zt_federated_t *federated;     /* other trust domains: strings owned */
+  size_t n_federated;
+  char **crls;                   /* CRL files, resolved */
+  size_t n_crls;
+  bool allow_id_change;          /* may a rotated SVID carry another SPIFFE ID? */
+  unsigned expiry_warning_percent; /* warn when less of the SVID's lifetime is left */
   char *access_log;              /* NULL = off, "stdout", or a resolved path */
   int log_level;
   unsigned workers;              /* resolved: auto = number of cores */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -145,7 +146,7 @@ static void free_conn(zt_conn_t *c) {
     zt_block_put(w, b);
   }
   if (c->ssl) wolfSSL_free(c->ssl);
-  free(c->peer.peer_id);
+  zt_tls_peer_free(&c->peer);
   zt_policy_release(c->policy);
   zt_identity_release(c->ident);
   if (c->counted) atomic_fetch_sub_explicit(&c->wl->l->active, 1, memory_order_relaxed);
@@ -199,6 +200,51 @@ char *zt_conn_dump(zt_worker_t *w) {
                    (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
   }
   return zt_sbuf_take(&b, NULL);
+}
+
+void zt_conn_recheck_policy(zt_worker_t *w, size_t li) {
+  zt_policy_t *p = w->policy[li];
+  for (zt_conn_t *c = w->conns; c; c = c->next) {
+    zt_request_t req;
+    zt_decision_t d;
+    if (c->wl->l->index != li || !c->decided || c->state == ZT_CONN_CLOSING ||
+        c->policy == p)
+      continue;
+    req = (zt_request_t){c->peer.peer_id, strlen(c->peer.peer_id), c->lc->target.port,
+                         NULL, NULL};
+    d = zt_policy_decide_nocount(p, &req);
+    if (d.action == ZT_DENY && d.enforced) {
+      if (zt_policy_keep_established(p)) continue;   /* it stays under its old rule */
+      zt_warn("%s: conn %llu from %s: %s is no longer allowed (rule %s): closing",
+              c->lc->name, (unsigned long long)c->id, c->src, c->peer.peer_id, d.rule);
+      zt_policy_release(c->policy);
+      c->policy = zt_policy_retain(p);
+      c->decision = d;
+      zt_count(&c->m->policy_revoked, 1);
+      zt_conn_close(c, "policy_revoked");
+      continue;
+    }
+    /* Still allowed (or kept): it now lives under the new snapshot and rule. */
+    zt_policy_release(c->policy);
+    c->policy = zt_policy_retain(p);
+    c->decision = d;
+  }
+}
+
+void zt_conn_sweep(zt_worker_t *w, int identity_changed) {
+  int64_t now = (int64_t)time(NULL);
+  for (zt_conn_t *c = w->conns; c; c = c->next) {
+    if (c->state == ZT_CONN_CLOSING || c->peer.peer_id == NULL || c->tls_error) continue;
+    if (c->peer.not_after && now >= c->peer.not_after) {
+      zt_warn("%s: conn %llu: the SVID of %s expired: closing", c->lc->name,
+              (unsigned long long)c->id, c->peer.peer_id);
+      zt_conn_close(c, "peer_expired");
+    } else if (identity_changed && zt_tls_peer_revoked(w->ident, &c->peer)) {
+      zt_warn("%s: conn %llu: the SVID of %s (serial %s) is revoked: closing",
+              c->lc->name, (unsigned long long)c->id, c->peer.peer_id, c->peer.serial);
+      zt_conn_close(c, "peer_revoked");
+    }
+  }
 }
 
 void zt_conn_close_all(zt_worker_t *w, const char *reason) {
@@ -415,6 +461,9 @@ static void handshake_done(zt_conn_t *c) {
   {
     zt_request_t req = {c->peer.peer_id, strlen(c->peer.peer_id), c->lc->target.port,
                         NULL, NULL};
+    /* The snapshot in force now, not the one at accept: a reload during the
+     * handshake applies to this connection too. */
+    c->policy = zt_policy_retain(c->w->policy[c->wl->l->index]);
     c->decision = zt_policy_decide(c->policy, &req);
     c->decided = true;
     zt_metrics_series_count(&c->w->metrics.rules, (uint32_t)c->wl->l->index,
@@ -678,8 +727,7 @@ void zt_conn_accept(zt_wlistener_t *wl) {
   c->inbound = c->lc->mode == ZT_MODE_INBOUND;
   c->m = &w->metrics.listeners[wl->l->index];
   zt_count(&c->m->opened, 1);
-  c->ident = zt_identity_retain(w->srv->ident);
-  if (c->lc->policy) c->policy = zt_policy_retain(c->lc->policy);
+  c->ident = zt_identity_retain(w->ident);
   c->id = w->next_conn_id++ * w->srv->n_workers + w->index + 1;
   c->start_ms = c->last_ms = uv_now(&w->loop);
   c->state = ZT_CONN_HANDSHAKE;
@@ -702,6 +750,11 @@ void zt_conn_accept(zt_wlistener_t *wl) {
     zt_warn("%s: conn %llu from %s: refused, %u connections is the limit", c->lc->name,
             (unsigned long long)c->id, c->src, c->lc->max_connections);
     zt_conn_close(c, "connection_limit");
+    return;
+  }
+  if ((int64_t)time(NULL) >= c->ident->not_after) {
+    /* Fail closed: no handshake with an expired SVID (the main thread says so). */
+    zt_conn_close(c, "svid_expired");
     return;
   }
   uv_tcp_nodelay(&c->down, 1);

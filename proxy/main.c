@@ -79,7 +79,7 @@ static int load_all(const char *file, zt_config_t *cfg, zt_identity_t **ident) {
     fprintf(stderr, "%s\n", zt_error_str(&err, msg, sizeof(msg)));
     return 2;
   }
-  if (zt_identity_load(cfg->cert, cfg->key, cfg->bundle, ident, &err)) {
+  if (zt_identity_load(cfg, NULL, ident, &err)) {
     fprintf(stderr, "%s\n", zt_error_str(&err, msg, sizeof(msg)));
     zt_config_free(cfg);
     return 2;

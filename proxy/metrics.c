@@ -17,7 +17,9 @@ const char *const zt_tls_reasons[ZT_NREASONS] = {
     "no_uri_san",        "multiple_uri_sans", "invalid_spiffe_id",
     "leaf_is_ca",        "foreign_trust_domain", "server_id_not_expected",
     "handshake_timeout", "closed_during_handshake", "reset",
-    "malformed_certificate", "revoked"};
+    "malformed_certificate", "revoked", "leaf_can_sign_certs",
+    "missing_digital_signature", "signer_not_ca", "weak_key", "sha1_signature",
+    "chain_too_long"};
 
 size_t zt_tls_reason_index(const char *reason) {
   for (size_t i = 0; reason && i < ZT_NREASONS; i++)
@@ -306,6 +308,15 @@ char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
       put_label(&b, v->listener_names[li]);
       put(&b, "\",reason=\"%s\"} %llu\n", zt_tls_reasons[r], (unsigned long long)n);
     }
+
+  put(&b, "# HELP ztproxy_connections_revoked_total Established connections closed "
+          "because a reloaded policy no longer allows them.\n"
+          "# TYPE ztproxy_connections_revoked_total counter\n");
+  for (size_t li = 0; li < v->n_listeners; li++) {
+    put(&b, "ztproxy_connections_revoked_total{listener=\"");
+    put_label(&b, v->listener_names[li]);
+    put(&b, "\",reason=\"policy\"} %llu\n", (unsigned long long)SUM(policy_revoked, 0));
+  }
 
   put(&b, "# HELP ztproxy_policy_decisions_total Policy decisions, by deciding rule.\n"
           "# TYPE ztproxy_policy_decisions_total counter\n");

@@ -31,7 +31,7 @@ static inline uint64_t zt_counter_read(const zt_counter_t *c) {
  * counter of their own (anything else counts as "tls_error"). */
 extern const char *const zt_tls_reasons[];
 size_t zt_tls_reason_index(const char *reason);
-#define ZT_NREASONS 17
+#define ZT_NREASONS 23
 
 /* Histogram buckets, seconds. */
 #define ZT_NBUCKETS 12
@@ -51,6 +51,7 @@ typedef struct {
   zt_counter_t bytes_in, bytes_out;
   zt_counter_t handshakes[2][2];           /* [role: 0 server, 1 client][resumed] */
   zt_counter_t hs_failures[ZT_NREASONS];
+  zt_counter_t policy_revoked;             /* closed by a policy reload */
   zt_histogram_t duration, handshake;
 } zt_listener_metrics_t;
 

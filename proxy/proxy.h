@@ -63,6 +63,7 @@ struct zt_worker {
   uv_thread_t thread;
   uv_async_t wake;              /* main → worker: drain */
   uv_timer_t drain_timer;
+  uv_timer_t sweep_timer;       /* once a second: peers whose SVID expired */
   zt_wlistener_t *wl;           /* one per listener */
   size_t n_wl;
   zt_conn_t *conns;             /* doubly linked list of live connections */
@@ -74,13 +75,19 @@ struct zt_worker {
   int bind_error;               /* set before the worker reports it started */
   zt_worker_metrics_t metrics;  /* written by this worker only */
   zt_alog_queue_t *alog;        /* its access-log lines, or NULL when the log is off */
+  zt_policy_t **policy;         /* per listener: the snapshot new decisions use (owned) */
+  _Atomic(zt_policy_t *) *pending_policy;  /* main → worker: a newer snapshot */
+  zt_identity_t *ident;         /* the identity new connections use (owned) */
+  _Atomic(zt_identity_t *) pending_ident;  /* main → worker: a newer identity */
   atomic_int dump_pending;      /* main → worker: list your connections */
   char *dump;                   /* worker → main: the list, as JSON objects */
 };
 
 struct zt_server {
   zt_config_t *cfg;
-  zt_identity_t *ident;
+  zt_identity_t *ident;         /* in force (main thread's reference) */
+  zt_policy_t **policies;       /* per listener, in force (main thread's references) */
+  double *policy_loaded_at;     /* per listener, unix seconds */
   zt_listener_t *listeners;
   zt_worker_t *workers;
   unsigned n_workers;
@@ -97,6 +104,17 @@ struct zt_server {
 
 /* Ask every worker for its connections; zt_admin_connections_ready follows. */
 void zt_server_request_dump(zt_server_t *srv);
+/* Main thread: put a new snapshot in force (takes the caller's reference). Workers
+ * pick it up on their next turn; established connections are re-checked. */
+void zt_server_set_policy(zt_server_t *srv, size_t listener, zt_policy_t *p);
+void zt_server_set_identity(zt_server_t *srv, zt_identity_t *id);
+
+/* reload.c: watch the policy and identity files (fs events plus a periodic stat),
+ * and reload what changed; SIGHUP reloads everything. */
+typedef struct zt_reloader zt_reloader_t;
+zt_reloader_t *zt_reload_start(zt_server_t *srv, uv_loop_t *loop);
+void zt_reload_all(zt_reloader_t *r, const char *why);
+void zt_reload_stop(zt_reloader_t *r);
 
 int zt_server_run(zt_config_t *cfg, zt_identity_t *ident);
 
@@ -110,5 +128,12 @@ void zt_conn_accept(zt_wlistener_t *wl);
 void zt_conn_close(zt_conn_t *c, const char *reason);
 void zt_conn_close_all(zt_worker_t *w, const char *reason);
 char *zt_conn_dump(zt_worker_t *w);   /* this worker's connections, JSON objects */
+/* Decide again, under the worker's current snapshot, every established connection of
+ * listener li; close those it no longer allows (unless it keeps established ones). */
+void zt_conn_recheck_policy(zt_worker_t *w, size_t li);
+/* Close connections whose peer SVID has expired, and, after an identity change, those
+ * whose peer the new CRLs revoke: no connection outlives the credential that admitted
+ * it. */
+void zt_conn_sweep(zt_worker_t *w, int identity_changed);
 
 #endif

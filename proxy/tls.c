@@ -8,6 +8,7 @@
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
+#include "bundle.h"
 #include "log.h"
 #include "svid.h"
 
@@ -30,12 +31,16 @@ static const char *cert_error_reason(int err) {
 }
 
 /* Called by wolfSSL for every certificate of the peer's chain (intermediates first,
- * leaf last) with preverify = wolfSSL's own verdict. Returning 0 fails the handshake. */
+ * leaf last) with preverify = wolfSSL's own verdict against the union of all our
+ * bundles. At the leaf we verify the chain again against the bundle of the peer's own
+ * trust domain only (a partner's CA must not vouch for our IDs), with every SVID rule.
+ * Returning 0 fails the handshake. */
 static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   zt_tls_peer_t *peer = store->userCtx;
+  const unsigned char *ders[ZT_SVID_CHAIN_MAX];
+  size_t lens[ZT_SVID_CHAIN_MAX], n = 0, total = 0;
   zt_svid_info_t info;
   const char *reason;
-  size_t tdl;
 
   if (peer == NULL) return 0;
   if (!preverify) {
@@ -47,30 +52,72 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
     peer->tls_error = "tls_error";
     return 0;
   }
-  if (zt_svid_check_leaf(store->certs[0].buffer, store->certs[0].length, &info,
-                         &reason)) {
+  if (store->totalCerts > ZT_SVID_CHAIN_MAX) {
+    peer->tls_error = ZT_SVID_CHAIN_TOO_LONG;
+    return 0;
+  }
+  for (int i = 0; i < store->totalCerts; i++) {
+    ders[n] = store->certs[i].buffer;
+    lens[n] = (size_t)store->certs[i].length;
+    total += lens[n++];
+  }
+  if (zt_bundle_set_verify(peer->ident->set->bundles, ders, lens, n, (int64_t)time(NULL),
+                           &info, &reason)) {
     peer->tls_error = reason;
     return 0;
   }
-  tdl = strlen(peer->ident->trust_domain);
-  if (info.spiffe.td_len != tdl || memcmp(info.spiffe.td, peer->ident->trust_domain, tdl)) {
-    peer->tls_error = "foreign_trust_domain";
-    return 0;
-  }
+  free(peer->peer_id);
+  peer->peer_id = strdup(info.id);
+  if (peer->peer_id == NULL) return 0;
   if (peer->expect) {
     size_t i;
     for (i = 0; i < peer->n_expect; i++)
       if (strcmp(peer->expect[i], info.id) == 0) break;
     if (i == peer->n_expect) {
       peer->tls_error = "server_id_not_expected";
-      free(peer->peer_id);
-      peer->peer_id = strdup(info.id);   /* for the log: whom we refused */
       return 0;
     }
   }
+  peer->not_after = info.not_after;
+  memcpy(peer->serial, info.serial, sizeof(peer->serial) - 1);
+  if (zt_bundle_set_crl_count(peer->ident->set->bundles) > 0) {
+    /* Kept so that a CRL published later can close this connection. */
+    unsigned char *p = malloc(total);
+    if (p == NULL) return 0;
+    free(peer->chain);
+    peer->chain = p;
+    for (size_t i = 0; i < n; i++) {
+      memcpy(p, ders[i], lens[i]);
+      peer->chain_lens[i] = lens[i];
+      p += lens[i];
+    }
+    peer->chain_n = n;
+  }
+  return 1;
+}
+
+int zt_tls_peer_revoked(const zt_identity_t *id, const zt_tls_peer_t *peer) {
+  const unsigned char *ders[ZT_SVID_CHAIN_MAX], *p = peer->chain;
+  zt_spiffe_id_t sid;
+  int td;
+  if (peer->chain == NULL || peer->peer_id == NULL ||
+      zt_bundle_set_crl_count(id->set->bundles) == 0)
+    return 0;
+  if (zt_spiffe_id_parse(peer->peer_id, strlen(peer->peer_id), &sid, NULL)) return 0;
+  if ((td = zt_bundle_set_find(id->set->bundles, sid.td, sid.td_len)) < 0) return 0;
+  for (size_t i = 0; i < peer->chain_n; i++) {
+    ders[i] = p;
+    p += peer->chain_lens[i];
+  }
+  return zt_bundle_set_revoked(id->set->bundles, (size_t)td, ders, peer->chain_lens,
+                               peer->chain_n) == 1;
+}
+
+void zt_tls_peer_free(zt_tls_peer_t *peer) {
   free(peer->peer_id);
-  peer->peer_id = strdup(info.id);
-  return peer->peer_id != NULL;
+  free(peer->chain);
+  peer->peer_id = NULL;
+  peer->chain = NULL;
 }
 
 const char *zt_tls_failure_reason(WOLFSSL *ssl, int ret, const zt_tls_peer_t *peer) {
@@ -81,21 +128,31 @@ const char *zt_tls_failure_reason(WOLFSSL *ssl, int ret, const zt_tls_peer_t *pe
   return cert_error_reason(e);
 }
 
-static int setup_ctx(WOLFSSL_CTX *ctx, const char *cert, const char *key,
-                     const char *bundle, int server, zt_error_t *err) {
+static int setup_ctx(WOLFSSL_CTX *ctx, const zt_idset_t *set, int server,
+                     zt_error_t *err) {
+  const zt_bundle_set_t *b = set->bundles;
   if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_3) != WOLFSSL_SUCCESS ||
       wolfSSL_CTX_set_cipher_list(ctx, kCiphers) != WOLFSSL_SUCCESS ||
       wolfSSL_CTX_UseSupportedCurve(ctx, WOLFSSL_ECC_SECP256R1) != WOLFSSL_SUCCESS)
     return zt_error_set(err, NULL, 0, 0, "cannot configure TLS 1.3 with AES-128-GCM");
-  if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert) != WOLFSSL_SUCCESS)
-    return zt_error_set(err, cert, 0, 0, "not a PEM certificate chain");
-  if (wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
-    return zt_error_set(err, key, 0, 0, "not a PEM private key");
-  if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
-    return zt_error_set(err, key, 0, 0, "this key does not belong to the certificate %s",
-                        cert);
-  if (wolfSSL_CTX_load_verify_locations(ctx, bundle, NULL) != WOLFSSL_SUCCESS)
-    return zt_error_set(err, bundle, 0, 0, "not a PEM trust bundle");
+  /* The exact bytes that were validated, not the files, which may have changed. */
+  if (wolfSSL_CTX_use_certificate_chain_buffer(ctx, set->cert_pem,
+                                               (long)set->cert_pem_len) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_use_PrivateKey_buffer(ctx, set->key_pem, (long)set->key_pem_len,
+                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
+    return zt_error_set(err, NULL, 0, 0, "the TLS library refused the SVID or its key");
+  /* Every trust domain's roots, so that federated peers pass wolfSSL's own check;
+   * the verify callback then holds each peer to its own trust domain's bundle. */
+  for (size_t i = 0; i < zt_bundle_set_count(b); i++)
+    for (size_t j = 0; j < zt_bundle_set_root_count(b, i); j++) {
+      size_t len;
+      const unsigned char *der = zt_bundle_set_root(b, i, j, &len);
+      if (wolfSSL_CTX_load_verify_buffer(ctx, der, (long)len, WOLFSSL_FILETYPE_ASN1) !=
+          WOLFSSL_SUCCESS)
+        return zt_error_set(err, NULL, 0, 0, "the TLS library refused a root of %s",
+                            zt_bundle_set_td(b, i));
+    }
   wolfSSL_CTX_set_verify(ctx,
                          WOLFSSL_VERIFY_PEER |
                              (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
@@ -103,59 +160,32 @@ static int setup_ctx(WOLFSSL_CTX *ctx, const char *cert, const char *key,
   return 0;
 }
 
-int zt_identity_load(const char *cert, const char *key, const char *bundle,
-                     zt_identity_t **out, zt_error_t *err) {
+int zt_identity_load(const zt_config_t *cfg, const char *expect_id, zt_identity_t **out,
+                     zt_error_t *err) {
+  zt_idset_opts_t o;
   zt_identity_t *id = calloc(1, sizeof(*id));
-  unsigned char *pem = NULL, *der = NULL;
-  size_t pem_len, der_len;
-  zt_svid_info_t info;
-  const char *reason;
-  WOLFSSL_CERT_MANAGER *cm = NULL;
-  int64_t now = (int64_t)time(NULL);
+  const zt_svid_info_t *svid;
 
   if (id == NULL) return zt_error_set(err, NULL, 0, 0, "out of memory");
   atomic_init(&id->refs, 1);
-  if (zt_pem_read_file(cert, &pem, &pem_len, err)) goto fail;
-  if (zt_pem_first_cert_der(pem, pem_len, &der, &der_len)) {
-    zt_error_set(err, cert, 0, 0, "no PEM certificate in the file");
-    goto fail;
-  }
-  if (zt_svid_check_leaf(der, der_len, &info, &reason)) {
-    zt_error_set(err, cert, 0, 0, "not a valid X.509-SVID: %s (%s)",
-                 zt_svid_reason_text(reason), reason);
-    goto fail;
-  }
-  if (now < info.not_before) {
-    zt_error_set(err, cert, 0, 0, "the SVID is not valid yet");
-    goto fail;
-  }
-  if (now >= info.not_after) {
-    zt_error_set(err, cert, 0, 0, "the SVID has expired");
-    goto fail;
-  }
-  memcpy(id->id, info.id, info.id_len + 1);
-  memcpy(id->trust_domain, info.spiffe.td, info.spiffe.td_len);
-  id->trust_domain[info.spiffe.td_len] = '\0';
-  memcpy(id->serial, info.serial, sizeof(id->serial) - 1);
-  id->not_after = info.not_after;
-
-  /* Our own SVID must chain to our bundle: a peer would refuse it anyway, and a
-   * mismatched pair is an operator error worth naming at load. */
-  cm = wolfSSL_CertManagerNew();
-  if (cm == NULL || wolfSSL_CertManagerLoadCA(cm, bundle, NULL) != WOLFSSL_SUCCESS) {
-    zt_error_set(err, bundle, 0, 0, "not a PEM trust bundle");
-    goto fail;
-  }
-  if (wolfSSL_CertManagerVerifyBuffer(cm, der, (long)der_len, WOLFSSL_FILETYPE_ASN1) !=
-      WOLFSSL_SUCCESS) {
-    /* Intermediates in the chain file are not in the CM; accept when the chain file
-     * has more than one certificate and leave the full check to the handshake. */
-    if (strstr((const char *)pem + 1, "-----BEGIN CERTIFICATE-----") == NULL) {
-      zt_error_set(err, cert, 0, 0, "the SVID does not chain to the trust bundle %s",
-                   bundle);
-      goto fail;
-    }
-  }
+  memset(&o, 0, sizeof(o));
+  o.cert = cfg->cert;
+  o.key = cfg->key;
+  o.bundle = cfg->bundle;
+  o.federated = cfg->federated;
+  o.n_federated = cfg->n_federated;
+  o.crls = (const char *const *)cfg->crls;
+  o.n_crls = cfg->n_crls;
+  o.now = (int64_t)time(NULL);
+  o.expect_id = expect_id;
+  if (zt_idset_load(&o, &id->set, err)) goto fail;
+  svid = &id->set->svid;
+  memcpy(id->id, svid->id, svid->id_len + 1);
+  memcpy(id->trust_domain, svid->spiffe.td, svid->spiffe.td_len);
+  id->trust_domain[svid->spiffe.td_len] = '\0';
+  memcpy(id->serial, svid->serial, sizeof(id->serial) - 1);
+  id->not_before = svid->not_before;
+  id->not_after = svid->not_after;
 
   id->server = wolfSSL_CTX_new(wolfTLS_server_method());
   id->client = wolfSSL_CTX_new(wolfTLS_client_method());
@@ -163,20 +193,12 @@ int zt_identity_load(const char *cert, const char *key, const char *bundle,
     zt_error_set(err, NULL, 0, 0, "cannot create TLS contexts");
     goto fail;
   }
-  if (setup_ctx(id->server, cert, key, bundle, 1, err) ||
-      setup_ctx(id->client, cert, key, bundle, 0, err))
+  if (setup_ctx(id->server, id->set, 1, err) || setup_ctx(id->client, id->set, 0, err))
     goto fail;
-
-  wolfSSL_CertManagerFree(cm);
-  free(pem);
-  free(der);
   *out = id;
   return 0;
 
 fail:
-  if (cm) wolfSSL_CertManagerFree(cm);
-  free(pem);
-  free(der);
   zt_identity_release(id);
   return -1;
 }
@@ -191,6 +213,7 @@ void zt_identity_release(zt_identity_t *id) {
     return;
   if (id->server) wolfSSL_CTX_free(id->server);
   if (id->client) wolfSSL_CTX_free(id->client);
+  zt_idset_free(id->set);
   free(id);
 }
 

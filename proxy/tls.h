@@ -18,6 +18,8 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "config.h"
+#include "idset.h"
 #include "spiffe.h"
 #include "zt_error.h"
 
@@ -26,10 +28,11 @@
 typedef struct {
   atomic_int refs;
   WOLFSSL_CTX *server, *client;
+  zt_idset_t *set;                         /* SVID, key, bundles, CRLs as validated */
   char id[ZT_SPIFFE_ID_MAX + 1];           /* our SPIFFE ID */
   char trust_domain[ZT_TRUST_DOMAIN_MAX + 1];
   char serial[65];
-  int64_t not_after;
+  int64_t not_before, not_after;
 } zt_identity_t;
 
 /* What the verify callback learnt about the peer. */
@@ -39,13 +42,20 @@ typedef struct {
   size_t n_expect;
   const char *tls_error;                   /* reason code once verification failed */
   char *peer_id;                           /* malloc'd SPIFFE ID once verified */
+  int64_t not_after;                       /* the peer's SVID, once verified */
+  char serial[65];
+  unsigned char *chain;                    /* with CRLs only: the peer's chain, DER, */
+  size_t chain_lens[ZT_SVID_CHAIN_MAX];    /* kept to re-check it when a CRL changes */
+  size_t chain_n;
 } zt_tls_peer_t;
 
 void zt_tls_init(void);                    /* once per process */
 void zt_tls_cleanup(void);
 
-int zt_identity_load(const char *cert, const char *key, const char *bundle,
-                     zt_identity_t **out, zt_error_t *err);
+/* Load the identity files named by cfg. expect_id: NULL, or the SPIFFE ID the SVID
+ * must have (a rotation may not change who we are unless the config allows it). */
+int zt_identity_load(const zt_config_t *cfg, const char *expect_id, zt_identity_t **out,
+                     zt_error_t *err);
 zt_identity_t *zt_identity_retain(zt_identity_t *id);
 void zt_identity_release(zt_identity_t *id);
 
@@ -57,5 +67,9 @@ WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer, void *io
 /* The reason code for a failed handshake: peer->tls_error if the verify callback set
  * one, else a code derived from wolfSSL's error. */
 const char *zt_tls_failure_reason(WOLFSSL *ssl, int ret, const zt_tls_peer_t *peer);
+
+/* Is the verified peer revoked by the CRLs of id? (Only when CRLs are configured.) */
+int zt_tls_peer_revoked(const zt_identity_t *id, const zt_tls_peer_t *peer);
+void zt_tls_peer_free(zt_tls_peer_t *peer);
 
 #endif

@@ -55,6 +55,7 @@ static void worker_finish(zt_worker_t *w) {
   if (uv_is_closing((uv_handle_t *)&w->wake)) return;
   uv_close((uv_handle_t *)&w->wake, on_closed_noop);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_noop);
+  uv_close((uv_handle_t *)&w->sweep_timer, on_closed_noop);
 }
 
 void zt_worker_conn_gone(zt_worker_t *w) {
@@ -67,8 +68,23 @@ static void on_drain_timeout(uv_timer_t *t) {
   zt_conn_close_all(w, "drain_timeout");
 }
 
+static void on_sweep(uv_timer_t *t) { zt_conn_sweep(t->data, 0); }
+
 static void on_wake(uv_async_t *a) {
   zt_worker_t *w = a->data;
+  zt_identity_t *id;
+  for (size_t li = 0; li < w->srv->cfg->n_listeners; li++) {
+    zt_policy_t *p = atomic_exchange(&w->pending_policy[li], NULL);
+    if (p == NULL) continue;
+    zt_policy_release(w->policy[li]);
+    w->policy[li] = p;
+    zt_conn_recheck_policy(w, li);
+  }
+  if ((id = atomic_exchange(&w->pending_ident, NULL))) {
+    zt_identity_release(w->ident);
+    w->ident = id;
+    zt_conn_sweep(w, 1);
+  }
   if (atomic_exchange(&w->dump_pending, 0)) {
     w->dump = zt_conn_dump(w);
     if (atomic_fetch_sub(&w->srv->dumps_left, 1) == 1) uv_async_send(&w->srv->dump_done);
@@ -107,7 +123,9 @@ static void worker_main(void *arg) {
   uv_loop_init(&w->loop);
   uv_async_init(&w->loop, &w->wake, on_wake);
   uv_timer_init(&w->loop, &w->drain_timer);
-  w->wake.data = w->drain_timer.data = w;
+  uv_timer_init(&w->loop, &w->sweep_timer);
+  w->wake.data = w->drain_timer.data = w->sweep_timer.data = w;
+  uv_timer_start(&w->sweep_timer, on_sweep, 1000, 1000);
   w->n_wl = srv->cfg->n_listeners;
   for (i = 0; i < w->n_wl; i++) {
     w->wl[i].l = &srv->listeners[i];
@@ -139,6 +157,29 @@ static void request_drain(zt_server_t *srv) {
   for (unsigned i = 0; i < srv->n_workers; i++) uv_async_send(&srv->workers[i].wake);
 }
 
+void zt_server_set_policy(zt_server_t *srv, size_t li, zt_policy_t *p) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  for (unsigned i = 0; i < srv->n_workers; i++) {
+    zt_policy_release(atomic_exchange(&srv->workers[i].pending_policy[li],
+                                      zt_policy_retain(p)));
+    uv_async_send(&srv->workers[i].wake);
+  }
+  zt_policy_release(srv->policies[li]);
+  srv->policies[li] = p;
+  srv->policy_loaded_at[li] = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+void zt_server_set_identity(zt_server_t *srv, zt_identity_t *id) {
+  for (unsigned i = 0; i < srv->n_workers; i++) {
+    zt_identity_release(atomic_exchange(&srv->workers[i].pending_ident,
+                                        zt_identity_retain(id)));
+    uv_async_send(&srv->workers[i].wake);
+  }
+  zt_identity_release(srv->ident);
+  srv->ident = id;
+}
+
 void zt_server_request_dump(zt_server_t *srv) {
   atomic_store(&srv->dumps_left, (int)srv->n_workers);
   for (unsigned i = 0; i < srv->n_workers; i++) {
@@ -150,12 +191,15 @@ void zt_server_request_dump(zt_server_t *srv) {
 typedef struct {
   zt_server_t *srv;
   uv_signal_t term, intr, hup, usr1;
+  zt_reloader_t *reloader;
   bool closed;
 } zt_main_t;
 
 static void close_main_handles(zt_main_t *m) {
   if (m->closed) return;
   m->closed = true;
+  zt_reload_stop(m->reloader);
+  m->reloader = NULL;
   zt_admin_stop(m->srv->admin);
   m->srv->admin = NULL;
   uv_close((uv_handle_t *)&m->srv->dump_done, NULL);
@@ -169,7 +213,7 @@ static void close_main_handles(zt_main_t *m) {
 static void on_signal(uv_signal_t *s, int signum) {
   zt_main_t *m = s->data;
   if (signum == SIGHUP) {
-    zt_warn("SIGHUP: reloading is not supported by this version; nothing changed");
+    zt_reload_all(m->reloader, "SIGHUP");
     return;
   }
   if (signum == SIGUSR1) {
@@ -216,14 +260,18 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
   clock_gettime(CLOCK_REALTIME, &now);
   srv.start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
   srv.cfg = cfg;
-  srv.ident = ident;
+  srv.ident = zt_identity_retain(ident);
   srv.n_workers = cfg->workers;
+  srv.policies = calloc(cfg->n_listeners, sizeof(*srv.policies));
+  srv.policy_loaded_at = calloc(cfg->n_listeners, sizeof(*srv.policy_loaded_at));
   srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners));
   srv.workers = calloc(srv.n_workers, sizeof(*srv.workers));
   queues = calloc(srv.n_workers, sizeof(*queues));
   for (i = 0; i < cfg->n_listeners; i++) {
     srv.listeners[i].conf = &cfg->listeners[i];
     srv.listeners[i].index = i;
+    if (cfg->listeners[i].policy) srv.policies[i] = zt_policy_retain(cfg->listeners[i].policy);
+    srv.policy_loaded_at[i] = srv.start_time;
     atomic_init(&srv.listeners[i].active, 0);
   }
   uv_sem_init(&srv.started, 0);
@@ -241,6 +289,11 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
     w->srv = &srv;
     w->index = i;
     w->wl = calloc(cfg->n_listeners, sizeof(*w->wl));
+    w->policy = calloc(cfg->n_listeners, sizeof(*w->policy));
+    w->pending_policy = calloc(cfg->n_listeners, sizeof(*w->pending_policy));
+    for (size_t li = 0; li < cfg->n_listeners; li++)
+      if (srv.policies[li]) w->policy[li] = zt_policy_retain(srv.policies[li]);
+    w->ident = zt_identity_retain(ident);
     if (zt_metrics_worker_init(&w->metrics, cfg->n_listeners, cfg->max_peer_series) ||
         (zt_access_log_enabled() &&
          (w->alog = queues[i] = zt_alog_queue_new(1 << 20, count_drop, w)) == NULL)) {
@@ -288,6 +341,7 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
     uv_signal_start(&m.intr, on_signal, SIGINT);
     uv_signal_start(&m.hup, on_signal, SIGHUP);
     uv_signal_start(&m.usr1, on_signal, SIGUSR1);
+    m.reloader = zt_reload_start(&srv, &loop);
   } else {
     request_drain(&srv);
   }
@@ -298,12 +352,25 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
   for (i = 0; i < started; i++) uv_thread_join(&srv.workers[i].thread);
   zt_alog_stop();
   for (i = 0; i < srv.n_workers; i++) {
+    zt_worker_t *w = &srv.workers[i];
+    for (size_t li = 0; li < cfg->n_listeners; li++) {
+      zt_policy_release(w->policy[li]);
+      zt_policy_release(atomic_load(&w->pending_policy[li]));
+    }
+    free(w->policy);
+    free((void *)w->pending_policy);
+    zt_identity_release(w->ident);
+    zt_identity_release(atomic_load(&w->pending_ident));
     free(srv.workers[i].wl);
     free(srv.workers[i].dump);
     zt_metrics_worker_free(&srv.workers[i].metrics);
     zt_alog_queue_free(srv.workers[i].alog);
   }
   uv_sem_destroy(&srv.started);
+  for (i = 0; i < cfg->n_listeners; i++) zt_policy_release(srv.policies[i]);
+  free(srv.policies);
+  free(srv.policy_loaded_at);
+  zt_identity_release(srv.ident);
   free(queues);
   free(srv.workers);
   free(srv.listeners);

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
@@ -207,6 +208,89 @@ def case_one_process_both_listeners_log_stdout(c):
             check_eq(by["in"]["rule"], "self", "inbound rule")
 
 
+def _chain_identity(c, spiffe_id, name):
+    """An SVID issued by an intermediate CA (itself issued by the root with --is-ca):
+    the cert file holds leaf then intermediate; the bundle is the root alone."""
+    pki = c.mesh.pki
+    if not hasattr(c, "intermediate"):
+        c.intermediate = pki.issue("spiffe://%s" % ztlib.TD, is_ca=True, ttl="2h",
+                                   name="intermediate")
+    leaf, key = pki.issue(spiffe_id, ca=c.intermediate, name=name)
+    chain = leaf + ".chain.pem"
+    with open(chain, "w") as f:
+        f.write(open(leaf).read() + open(c.intermediate[0]).read())
+    return {"cert": chain, "key": key, "bundle": pki.ca_cert}
+
+
+def case_intermediate_ca_chain(c):
+    """Both sides present leaf + intermediate; both verify against the root alone."""
+    srv = _chain_identity(c, SERVER_ID, "srv-via-intermediate")
+    cli = _chain_identity(c, CLIENT_ID, "cli-via-intermediate")
+    with ztlib.EchoServer() as app:
+        inp = c.mesh.inbound_proxy(app.port, identity=srv)
+        out = c.mesh.outbound_proxy(inp.port("in"), identity=cli, expect_server=[SERVER_ID])
+        with inp, out:
+            s = connect(out.port("out"))
+            try:
+                echo_roundtrip(s, b"through an intermediate CA\n")
+            finally:
+                safe_close(s)
+            # OpenSSL agrees that the inbound's chain leads to the root
+            port, t = ztlib.tls_connect(inp.port("in"), cert=cli["cert"], key=cli["key"],
+                                        ca=c.mesh.pki.ca_cert, verify=True)
+            try:
+                echo_roundtrip(t, b"openssl verified the chain\n")
+            finally:
+                safe_close(t)
+            r = inp.wait_record(ztlib.by_src_port(port))
+            check_eq(r["peer_id"], CLIENT_ID, "peer_id of the chained client")
+            check_eq(r["decision"], "allow", "decision")
+
+
+def case_relative_paths_from_other_cwd(c):
+    """Relative file names in the config resolve against the config's folder, not the
+    process's working folder."""
+    import shutil
+    d = c.mesh.ws.path("relative")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(c.mesh.server["cert"], os.path.join(d, "svid.pem"))
+    shutil.copy(c.mesh.server["key"], os.path.join(d, "svid_key.pem"))
+    shutil.copy(c.mesh.pki.ca_cert, os.path.join(d, "bundle.pem"))
+    with ztlib.EchoServer() as app:
+        ztlib.write_config(os.path.join(d, "policy.yaml"), c.mesh.allow_client_policy(app.port))
+        cfg = {"identity": {"cert": "svid.pem", "key": "svid_key.pem", "bundle": "bundle.pem"},
+               "log": {"access": "access.log"},
+               "listeners": [ztlib.inbound("in", ztlib.free_port(), app.port, "policy.yaml")]}
+        p = ztlib.Proxy(d, cfg, name="relative", cwd="/")
+        p.access_path = os.path.join(d, "access.log")
+        with p:
+            cl = c.mesh.client
+            port, t = ztlib.tls_connect(p.port("in"), cl["cert"], cl["key"], c.mesh.pki.ca_cert)
+            try:
+                echo_roundtrip(t, b"relative\n")
+            finally:
+                safe_close(t)
+            r = p.wait_record(ztlib.by_src_port(port), what="record in <config dir>/access.log")
+            check_eq(r["rule"], "web-to-api", "rule")
+
+
+def case_access_log_off(c):
+    with ztlib.EchoServer() as app:
+        inp = c.mesh.inbound_proxy(app.port, cfg_extra={"log": {"access": "off"}})
+        with inp:
+            cl = c.mesh.client
+            port, t = ztlib.tls_connect(inp.port("in"), cl["cert"], cl["key"], c.mesh.pki.ca_cert)
+            try:
+                echo_roundtrip(t, b"unlogged\n")
+            finally:
+                safe_close(t)
+            time.sleep(0.5)
+        out = inp.stdout()
+        check("{" not in out, "access log is off but stdout has JSON:\n%s" % out[-500:])
+        leftovers = [f for f in os.listdir(c.mesh.ws.dir) if f == "off"]
+        check(not leftovers, "log.access: off created a file named 'off'")
+
+
 def case_proxies_exit_cleanly(c):
     c.out.stop()
     c.inp.stop()
@@ -222,6 +306,9 @@ CASES = [
     ("inbound_presents_svid_to_tls_client", case_inbound_presents_svid),
     ("conn_ids_distinct", case_conn_ids_distinct),
     ("one_process_both_listeners_log_stdout", case_one_process_both_listeners_log_stdout),
+    ("intermediate_ca_chain_both_sides", case_intermediate_ca_chain),
+    ("relative_paths_resolve_from_config_folder", case_relative_paths_from_other_cwd),
+    ("access_log_off", case_access_log_off),
     ("sigterm_exit_0_no_sanitizer_report", case_proxies_exit_cleanly),
 ]
 

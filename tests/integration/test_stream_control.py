@@ -134,7 +134,7 @@ def idle_case(c, side):
                 check_eq(data, b"", "bytes after going idle")
             finally:
                 safe_close(s)
-            check(0.7 <= took <= 4.0, "idle connection closed after %.2fs, want ~1s" % took)
+            check(0.5 <= took <= 4.0, "idle connection closed after %.2fs, want ~1s" % took)
             if side == "in":
                 r = inp.wait_record(lambda r: r.get("peer_id") == CLIENT_ID)
             else:
@@ -256,19 +256,19 @@ def case_handshake_timeout_silent_client(c):
     with ztlib.CountingServer() as app:
         inp = c.mesh.inbound_proxy(app.port, handshake_timeout="1s")
         with inp:
+            t0 = time.monotonic()  # the proxy's timer starts at accept, after this
             s = connect(inp.port("in"))
             p = connect(inp.port("in"))
             try:
                 local, plocal = s.getsockname()[1], p.getsockname()[1]
                 p.sendall(bytes.fromhex("160301"))  # the start of a TLS record, then nothing
-                t0 = time.monotonic()
                 expect_closed(s, timeout=6, what="silent TCP client")
                 took = time.monotonic() - t0
                 expect_closed(p, timeout=6, what="client that sent 3 bytes")
             finally:
                 safe_close(s)
                 safe_close(p)
-            check(0.7 <= took <= 4.0, "silent client closed after %.2fs, want ~1s" % took)
+            check(0.5 <= took <= 4.0, "silent client closed after %.2fs, want ~1s" % took)
             for port, what in ((local, "silent"), (plocal, "partial")):
                 r = inp.wait_record(ztlib.by_src_port(port), what="record of the %s client" % what)
                 check_eq(r["close_reason"], "handshake_timeout", "%s client close_reason" % what)
@@ -348,10 +348,10 @@ def case_connect_timeout(c):
         check(hangs, "cannot run: a connect to a full accept queue did not hang here")
         out = c.mesh.outbound_proxy(port, connect_timeout="1s")
         with out:
+            t0 = time.monotonic()
             s = connect(out.port("out"))
             try:
                 local = s.getsockname()[1]
-                t0 = time.monotonic()
                 expect_closed(s, timeout=6, what="client of an unanswering upstream")
                 took = time.monotonic() - t0
             finally:

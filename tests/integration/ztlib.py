@@ -525,7 +525,7 @@ class Proxy:
     raised, it is terminated (then killed) without further checks.
     """
 
-    def __init__(self, workdir, cfg, name="proxy", start_timeout=15.0):
+    def __init__(self, workdir, cfg, name="proxy", start_timeout=15.0, cwd=None):
         self.workdir = workdir
         self.name = name
         self.cfg = dict(cfg)
@@ -539,6 +539,7 @@ class Proxy:
         self.out_path = os.path.join(workdir, name + ".stdout")
         self.err_path = os.path.join(workdir, name + ".stderr")
         self.start_timeout = start_timeout
+        self.cwd = cwd or workdir  # the process's working folder
         self.proc = None
         self.rc = None
         self.term_sent_at = None
@@ -568,7 +569,7 @@ class Proxy:
         self._err = open(self.err_path, "wb")
         self.proc = subprocess.Popen([ZTPROXY, "run", "-c", self.cfg_path],
                                      stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, cwd=self.workdir, env=child_env())
+                                     stderr=self._err, cwd=self.cwd, env=child_env())
         _register(self.proc)
         deadline = time.monotonic() + self.start_timeout
         pending = list(self.listen_ports())

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Flow control and the edges of a stream, through the chain
+client -> outbound ztproxy -> inbound ztproxy -> app:
+
+- backpressure: an app that does not read makes the client block after a bounded amount
+  (the proxies do not buffer without limit, their RSS stays flat), and once the app
+  reads, everything arrives byte-exact;
+- a burst followed at once by close() is delivered whole, in both directions;
+- a TCP reset on either end closes the other end, logged as close_reason reset;
+- non-TLS bytes to an inbound listener are refused (tls_error) and reach nobody;
+- 200 concurrent connections all work (4 workers per proxy).
+"""
+
+import hashlib
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztlib  # noqa: E402
+from ztlib import (CLIENT_ID, check, check_eq, connect, echo_roundtrip,  # noqa: E402
+                   expect_closed, recv_until_eof, safe_close, wait_until)
+
+SANITIZED = os.environ.get("ZT_SANITIZE", "").upper() in ("1", "ON", "TRUE", "YES")
+MiB = 1024 * 1024
+
+
+class Ctx:
+    pass
+
+
+def setup():
+    c = Ctx()
+    c.mesh = ztlib.Mesh()
+    return c
+
+
+def teardown(c):
+    c.mesh.cleanup()
+
+
+def chain(c, app_port, workers=None):
+    extra = {"workers": workers} if workers else None
+    inp = c.mesh.inbound_proxy(app_port, cfg_extra=extra)
+    out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra=extra)
+    return inp, out
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def hard_close(s):
+    """close() with SO_LINGER 0: the peer gets a TCP RST."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+# -- backpressure ----------------------------------------------------------------------
+
+def case_backpressure_bounded(c):
+    total = 48 * MiB
+    block = os.urandom(MiB)
+    want = hashlib.sha256()
+    for _ in range(total // MiB):
+        want.update(block)
+    go = threading.Event()
+
+    def handler(s, rec):
+        go.wait(30)
+        h = hashlib.sha256()
+        while True:
+            b = s.recv(262144)
+            if not b:
+                break
+            h.update(b)
+            rec["received"] += len(b)
+        rec["sha"] = h.hexdigest()
+
+    with ztlib.TcpApp(handler) as app:
+        inp, out = chain(c, app.port)
+        with inp, out:
+            base = {p.name: rss_mib(p.proc.pid) for p in (inp, out)}
+            s = connect(out.port("out"))
+            try:
+                s.setblocking(False)
+                view = memoryview(block)
+                sent = 0
+                while sent < total:
+                    _, w, _ = select.select([], [s], [], 1.0)
+                    if not w:
+                        break  # blocked for a whole second: backpressure reached us
+                    try:
+                        sent += s.send(view[sent % MiB:])
+                    except BlockingIOError:
+                        pass
+                grown = {p.name: rss_mib(p.proc.pid) - base[p.name] for p in (inp, out)}
+                limit = 96 if SANITIZED else 32
+                check(sent < total, "the client never blocked: %d MiB taken while the app "
+                      "read nothing" % (sent // MiB))
+                for name, g in grown.items():
+                    check(g < limit, "%s grew by %.1f MiB of RSS while the app read nothing"
+                          " (limit %d)" % (name, g, limit))
+                go.set()
+                s.setblocking(True)
+                s.settimeout(60)
+                while sent < total:
+                    sent += s.send(view[sent % MiB:])
+                s.shutdown(socket.SHUT_WR)
+                wait_until(lambda: app.conns and app.conns[0]["done"], 60,
+                           what="the app to read everything")
+            finally:
+                go.set()
+                safe_close(s)
+            check_eq(app.conns[0]["received"], total, "bytes the app received")
+            check(app.conns[0].get("sha") == want.hexdigest(), "sha256 differs at the app")
+
+
+# -- bursts then close -----------------------------------------------------------------
+
+def case_client_burst_then_close(c):
+    data = os.urandom(8 * MiB)
+    with ztlib.CountingServer() as app:
+        inp, out = chain(c, app.port)
+        with inp, out:
+            s = connect(out.port("out"))
+            local = s.getsockname()[1]
+            s.sendall(data)
+            s.close()  # straight away: the proxies must flush before they close
+            wait_until(lambda: app.conns and app.conns[0]["done"], 20,
+                       what="the app to see EOF")
+            check_eq(app.conns[0]["received"], len(data), "bytes the app received")
+            check(bytes(app.conns[0]["data"]) == data, "the app received different bytes")
+            r = out.wait_record(ztlib.by_src_port(local))
+            check_eq(r["bytes_in"], len(data), "outbound bytes_in")
+            check_eq(r["close_reason"], "eof", "outbound close_reason")
+
+
+def case_app_burst_then_close(c):
+    data = os.urandom(8 * MiB)
+
+    def handler(s, rec):
+        s.sendall(data)
+        s.close()
+
+    with ztlib.TcpApp(handler) as app:
+        inp, out = chain(c, app.port)
+        with inp, out:
+            s = connect(out.port("out"))
+            try:
+                got = recv_until_eof(s, timeout=20)
+            finally:
+                safe_close(s)
+            check_eq(len(got), len(data), "bytes the client received")
+            check(got == data, "the client received different bytes")
+            r = inp.wait_record(lambda r: r.get("peer_id") == CLIENT_ID)
+            check_eq(r["bytes_out"], len(data), "inbound bytes_out")
+
+
+# -- resets ----------------------------------------------------------------------------
+
+def case_client_reset_propagates(c):
+    with ztlib.EchoServer() as app:
+        inp, out = chain(c, app.port)
+        with inp, out:
+            s = connect(out.port("out"))
+            local = s.getsockname()[1]
+            echo_roundtrip(s, b"before the reset\n")
+            hard_close(s)
+            wait_until(lambda: app.conns and app.conns[0]["done"], 5,
+                       what="the app's connection to close after the client's RST")
+            r = out.wait_record(ztlib.by_src_port(local))
+            check_eq(r["close_reason"], "reset", "outbound close_reason")
+
+
+def case_app_reset_propagates(c):
+    def handler(s, rec):
+        b = s.recv(100)
+        rec["received"] += len(b)
+        hard_close(s)
+
+    with ztlib.TcpApp(handler) as app:
+        inp, out = chain(c, app.port)
+        with inp, out:
+            s = connect(out.port("out"))
+            try:
+                s.sendall(b"hello\n")
+                expect_closed(s, timeout=5, what="client connection after the app's RST")
+            finally:
+                safe_close(s)
+            r = inp.wait_record(lambda r: r.get("peer_id") == CLIENT_ID)
+            check_eq(r["close_reason"], "reset", "inbound close_reason")
+
+
+# -- not TLS ---------------------------------------------------------------------------
+
+def case_plain_bytes_to_inbound(c):
+    with ztlib.CountingServer() as app:
+        inp = c.mesh.inbound_proxy(app.port)
+        with inp:
+            s = connect(inp.port("in"))
+            try:
+                local = s.getsockname()[1]
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                how, data = expect_closed(s, timeout=5, what="plain-text client")
+                check(b"HTTP/1.1" not in data, "got an HTTP answer from an mTLS port")
+            finally:
+                safe_close(s)
+            r = inp.wait_record(ztlib.by_src_port(local))
+            time.sleep(0.2)
+            check_eq(app.connections, 0, "app connections")
+            check_eq(r["close_reason"], "handshake_failed", "close_reason")
+            check_eq(r["tls_error"], "tls_error", "tls_error")
+
+
+# -- many ------------------------------------------------------------------------------
+
+def case_200_concurrent(c):
+    n = 200
+    with ztlib.EchoServer() as app:
+        inp, out = chain(c, app.port, workers=4)
+        with inp, out:
+            socks = []
+            try:
+                for i in range(n):
+                    socks.append(connect(out.port("out"), timeout=10))
+                for i, s in enumerate(socks):
+                    s.sendall(b"conn %d\n" % i)
+                for i, s in enumerate(socks):
+                    got = ztlib.recv_exact(s, len(b"conn %d\n" % i), timeout=20)
+                    check_eq(got, b"conn %d\n" % i, "reply on connection %d" % i)
+            finally:
+                for s in socks:
+                    safe_close(s)
+            wait_until(lambda: len(inp.records()) >= n, 20, what="%d inbound records" % n)
+            check_eq(app.connections, n, "app connections")
+
+
+CASES = [
+    ("backpressure_bounded_then_byte_exact", case_backpressure_bounded),
+    ("client_burst_then_close_delivered", case_client_burst_then_close),
+    ("app_burst_then_close_delivered", case_app_burst_then_close),
+    ("client_reset_propagates", case_client_reset_propagates),
+    ("app_reset_propagates", case_app_reset_propagates),
+    ("plain_bytes_to_inbound_refused", case_plain_bytes_to_inbound),
+    ("two_hundred_concurrent_connections", case_200_concurrent),
+]
+
+if __name__ == "__main__":
+    ztlib.run_cases("test_flow", CASES, setup=setup, teardown=teardown)
