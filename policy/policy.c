@@ -31,6 +31,13 @@
 #include "spiffe.h"
 #include "zt_yaml.h"
 
+/* A rule name already seen, for the duplicate check (a hash set, so that a policy of
+ * 100,000 rules does not take n^2 comparisons to load). */
+typedef struct {
+  const yaml_node_t *node;                      /* the name's value node; NULL: empty */
+  size_t idx;                                   /* its rule's index */
+} name_slot_t;
+
 /* One pass over the document. While measuring (fill == false) nothing is written
  * through the array pointers (they are NULL); the counters only grow. While filling
  * they are cursors into the allocation sized by the measuring pass. */
@@ -45,6 +52,8 @@ typedef struct {
   char *pool;
   size_t n_rules, n_deny, n_from, n_ports, n_strs, n_pool;
   size_t deny_at, allow_at;                     /* next rule slot of each class */
+  name_slot_t *names;                           /* measuring pass: seen rule names */
+  size_t names_mask;
 } build_t;
 
 
@@ -298,11 +307,18 @@ static int parse_rule(build_t *b, yaml_node_t *rules, size_t idx, zt_policy_t *p
   /* "default" is what a decision by the default action reports: keep logs unambiguous. */
   if (strcmp(name, "default") == 0)
     return fail(b, v, "%s: \"default\" is reserved for the default decision", sub);
-  for (i = 0; i < idx; i++) {
-    yaml_node_t *other = zt_yaml_get(b->y, zt_yaml_item(b->y, rules, i), "name");
-    if (strcmp((const char *)other->data.scalar.value, name) == 0)
-      return fail(b, v, "%s: \"%s\" is already the name of rules[%zu] (line %d)", sub,
-                  name, i, (int)other->start_mark.line + 1);
+  if (b->names) {
+    uint64_t h = 1469598103934665603ull;
+    const char *c;
+    for (c = name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    for (i = (size_t)h & b->names_mask; b->names[i].node; i = (i + 1) & b->names_mask) {
+      const yaml_node_t *other = b->names[i].node;
+      if (strcmp((const char *)other->data.scalar.value, name) == 0)
+        return fail(b, v, "%s: \"%s\" is already the name of rules[%zu] (line %d)",
+                    sub, name, b->names[i].idx, (int)other->start_mark.line + 1);
+    }
+    b->names[i].node = v;
+    b->names[i].idx = idx;
   }
 
   if ((v = zt_yaml_get(b->y, n, "action")) == NULL)
@@ -395,9 +411,20 @@ static int parse_policy(build_t *b, zt_policy_t *p) {
 
   p->has_http = false;
   if ((v = zt_yaml_get(b->y, root, "rules"))) {
+    int rc = 0;
     if (zt_yaml_want_seq(b->y, v, "rules", b->err)) return -1;
-    for (i = 0; i < zt_yaml_len(v); i++)
-      if (parse_rule(b, v, i, p)) return -1;
+    /* Names are checked once, while measuring; the filling pass reads the same. */
+    if (!b->fill) {
+      size_t slots = 16;
+      while (slots < 2 * zt_yaml_len(v)) slots *= 2;
+      if ((b->names = calloc(slots, sizeof(*b->names))) == NULL)
+        return fail(b, NULL, "out of memory loading the policy");
+      b->names_mask = slots - 1;
+    }
+    for (i = 0; i < zt_yaml_len(v) && rc == 0; i++) rc = parse_rule(b, v, i, p);
+    free(b->names);
+    b->names = NULL;
+    if (rc) return -1;
   }
   p->n_rules = b->n_rules;
   p->rules = b->rules;
@@ -515,9 +542,11 @@ int zt_policy_rule_line(const zt_policy_t *p, size_t i) {
 }
 
 uint64_t zt_policy_rule_hits(const zt_policy_t *p, size_t i) {
-  return i < p->n_rules ? atomic_load_explicit(&p->hits[i], memory_order_relaxed) : 0;
+  return i < p->n_rules
+             ? atomic_load_explicit(&p->hot[p->by_file[i]].hits, memory_order_relaxed)
+             : 0;
 }
 
 uint64_t zt_policy_default_hits(const zt_policy_t *p) {
-  return atomic_load_explicit(&p->hits[p->n_rules], memory_order_relaxed);
+  return atomic_load_explicit(&p->hot[p->n_rules].hits, memory_order_relaxed);
 }

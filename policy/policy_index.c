@@ -34,28 +34,20 @@
 
 /* ---- hashing of ID prefixes ---------------------------------------------------- */
 
-/* Incremental over an ID: whole 8-byte words are absorbed once, and the hash of any
- * prefix of length L (L never decreasing) costs the words up to L plus one masked
- * tail. Depends only on s[0..L), so keys hash the same from their own strings. */
-typedef struct {
-  uint64_t s;
-  size_t done;                /* bytes absorbed, a multiple of 8 */
-} hstate_t;
-
+/* The hash of s[0..len): whole 8-byte words are absorbed in order (absorb), then the
+ * remaining 0..7 bytes, zero-padded, are folded in with the length (finish). So the
+ * hash of any prefix is the state after its whole words plus one masked tail: the
+ * decision gets the hash of every '/' boundary of the ID in one pass over it. */
 #define H_SEED 0x243f6a8885a308d3ull
 #define H_MUL 0x9e3779b97f4a7c15ull
 
-static inline uint64_t hash_prefix(hstate_t *st, const char *s, size_t len) {
-  uint64_t w = 0, h;
-  while (st->done + 8 <= len) {
-    memcpy(&w, s + st->done, 8);
-    st->s = (st->s ^ w) * H_MUL;
-    st->s ^= st->s >> 29;
-    st->done += 8;
-  }
-  w = 0;
-  memcpy(&w, s + st->done, len - st->done);
-  h = (st->s ^ w) * H_MUL ^ (uint64_t)len;
+static inline uint64_t absorb(uint64_t st, uint64_t w) {
+  st = (st ^ w) * H_MUL;
+  return st ^ (st >> 29);
+}
+
+static inline uint64_t finish(uint64_t st, uint64_t tail, size_t len) {
+  uint64_t h = (st ^ tail) * H_MUL ^ (uint64_t)len;
   /* murmur3's finalizer: every input bit reaches the low bits the table indexes by */
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
@@ -66,17 +58,25 @@ static inline uint64_t hash_prefix(hstate_t *st, const char *s, size_t len) {
 }
 
 static uint64_t hash_str(const char *s, size_t len) {
-  hstate_t st = {H_SEED, 0};
-  return hash_prefix(&st, s, len);
+  uint64_t st = H_SEED, w;
+  size_t at = 0;
+  for (; at + 8 <= len; at += 8) {
+    memcpy(&w, s + at, 8);
+    st = absorb(st, w);
+  }
+  w = 0;
+  memcpy(&w, s + at, len - at);
+  return finish(st, w, len);
 }
 
 static inline const pol_key_t *find_hashed(const zt_policy_t *p, uint64_t h,
                                            const char *s, size_t len) {
   size_t i = (size_t)h & p->key_mask;
+  uint32_t tag = (uint32_t)(h >> 32);
   for (;; i = (i + 1) & p->key_mask) {
     const pol_key_t *k = &p->keys[i];
     if (k->len == 0) return NULL;
-    if (k->h == h && k->len == len && memcmp(k->s, s, len) == 0) return k;
+    if (k->h == tag && k->len == len && memcmp(k->s, s, len) == 0) return k;
   }
 }
 
@@ -130,6 +130,18 @@ bool zt_policy__from_matches(const pol_from_t *f, const char *id, size_t len) {
 
 /* ---- decisions (data path) ----------------------------------------------------- */
 
+static inline bool hot_port_in(const zt_policy_t *p, const pol_hot_t *h, uint32_t pos,
+                               uint16_t port) {
+  switch (h->ports) {
+  case 0: return true;
+  case 1: return port >= h->port[0].lo && port <= h->port[0].hi;
+  case 2:
+    return (port >= h->port[0].lo && port <= h->port[0].hi) ||
+           (port >= h->port[1].lo && port <= h->port[1].hi);
+  default: return zt_policy__port_in(&p->rules[pos], port);
+  }
+}
+
 /* The first position in list[0..n) below best whose rule matches the request past its
  * `from` (which the list already matched); else best. */
 static inline uint32_t scan(const zt_policy_t *p, const uint32_t *list, uint32_t n,
@@ -137,26 +149,77 @@ static inline uint32_t scan(const zt_policy_t *p, const uint32_t *list, uint32_t
   uint32_t i;
   for (i = 0; i < n; i++) {
     uint32_t pos = list[i];
-    const pol_rule_t *rule;
+    const pol_hot_t *h;
     if (pos >= best) break;
-    rule = &p->rules[pos];
-    if (!zt_policy__port_in(rule, r->port)) continue;
-    if (rule->http && !zt_policy__http_matches(rule, r, path_len)) continue;
+    h = &p->hot[pos];
+    if (!hot_port_in(p, h, pos, r->port)) continue;
+    if (h->http && !zt_policy__http_matches(&p->rules[pos], r, path_len)) continue;
     return pos;
   }
   return best;
+}
+
+static inline uint32_t scan_key(const zt_policy_t *p, const pol_key_t *k, bool below,
+                                uint32_t best, const zt_request_t *r, size_t path_len) {
+  uint32_t n;
+  const uint32_t *list = zt_policy__key_list(p, k, below, &n);
+  return n ? scan(p, list, n, best, r, path_len) : best;
 }
 
 static inline bool below_len_present(const zt_policy_t *p, size_t len) {
   return len < POL_BELOW_LEN_MAX && ((p->below_lens[len >> 6] >> (len & 63)) & 1);
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    defined(__GNUC__)
+#define SWAR 1
+#define PREFETCH(a) __builtin_prefetch(a)
+#else
+#define PREFETCH(a) ((void)(a))
+#endif
+
+/* Candidate prefix keys of one ID: their hashes are all known after one pass, so their
+ * slots are prefetched together and the cache misses of a large table overlap. */
+#define MAX_CANDS 16
+typedef struct {
+  uint64_t h[MAX_CANDS];
+  uint32_t len[MAX_CANDS];
+  unsigned n;
+} cands_t;
+
+static uint32_t probe_cands(const zt_policy_t *p, const zt_request_t *r, size_t path_len,
+                            uint32_t best, cands_t *c) {
+  unsigned i;
+  for (i = 0; i < c->n; i++) {
+    const pol_key_t *k = find_hashed(p, c->h[i], r->peer_id, c->len[i]);
+    if (k) best = scan_key(p, k, true, best, r, path_len);
+  }
+  c->n = 0;
+  return best;
+}
+
+/* Note the prefix key ending at the '/' at id[plen - 1] when some prefix key has that
+ * length; st and tail as in finish(). */
+static inline uint32_t add_cand(const zt_policy_t *p, const zt_request_t *r,
+                                size_t path_len, uint32_t best, cands_t *c, uint64_t st,
+                                uint64_t tail, size_t plen) {
+  uint64_t h;
+  if (plen >= r->peer_id_len || !below_len_present(p, plen)) return best;
+  if (c->n == MAX_CANDS) best = probe_cands(p, r, path_len, best, c);
+  h = finish(st, tail, plen);
+  PREFETCH(&p->keys[(size_t)h & p->key_mask]);
+  c->h[c->n] = h;
+  c->len[c->n++] = (uint32_t)plen;
+  return best;
+}
+
 static uint32_t find_rule(const zt_policy_t *p, const zt_request_t *r) {
-  const char *id = r->peer_id, *at, *slash, *end;
-  size_t len = r->peer_id_len, path_len = 0;
+  const char *id = r->peer_id;
+  size_t len = r->peer_id_len, path_len = 0, at;
   uint32_t best = NO_RULE;
-  hstate_t st = {H_SEED, 0};
+  uint64_t st = H_SEED, w, h;
   const pol_key_t *k;
+  cands_t c;
 
   if (id == NULL) return NO_RULE;
   /* The query is not part of what a path rule names; without this cut a deny rule on
@@ -165,19 +228,49 @@ static uint32_t find_rule(const zt_policy_t *p, const zt_request_t *r) {
   if (p->n_any) best = scan(p, p->any, (uint32_t)p->n_any, best, r, path_len);
   if (p->keys == NULL || len == 0) return best;
 
-  /* Every '/' in the ID ends a candidate prefix key; only proper prefixes match. */
-  for (at = id, end = id + len; (slash = memchr(at, '/', (size_t)(end - at)));
-       at = slash + 1) {
-    size_t plen = (size_t)(slash - id) + 1;
-    if (plen >= len) break;
-    if (!below_len_present(p, plen)) continue;
-    k = find_hashed(p, hash_prefix(&st, id, plen), id, plen);
-    if (k && k->below_n)
-      best = scan(p, p->lists + k->below_off, k->below_n, best, r, path_len);
+  /* One pass: hash word by word; every '/' ends a candidate prefix key (only proper
+   * prefixes match, and only lengths some prefix key has are probed). */
+  c.n = 0;
+  for (at = 0; at + 8 <= len; at += 8) {
+    memcpy(&w, id + at, 8);
+    if (p->has_below) {
+#ifdef SWAR
+      /* high bit of each byte that is '/', exactly (no false positives) */
+      uint64_t x = w ^ 0x2f2f2f2f2f2f2f2full;
+      uint64_t m = ~(((x & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | x |
+                     0x7f7f7f7f7f7f7f7full);
+      for (; m; m &= m - 1) {
+        unsigned j = (unsigned)__builtin_ctzll(m) >> 3;   /* the '/' is byte j */
+        if (j == 7) best = add_cand(p, r, path_len, best, &c, absorb(st, w), 0, at + 8);
+        else best = add_cand(p, r, path_len, best, &c, st,
+                             w & ((1ull << (8 * (j + 1))) - 1), at + j + 1);
+      }
+#else
+      for (unsigned j = 0; j < 8; j++) {
+        uint64_t tail = 0;
+        if (id[at + j] != '/') continue;
+        memcpy(&tail, id + at, j + 1);
+        if (j == 7) best = add_cand(p, r, path_len, best, &c, absorb(st, w), 0, at + 8);
+        else best = add_cand(p, r, path_len, best, &c, st, tail, at + j + 1);
+      }
+#endif
+    }
+    st = absorb(st, w);
   }
-  k = find_hashed(p, hash_prefix(&st, id, len), id, len);
-  if (k && k->exact_n)
-    best = scan(p, p->lists + k->exact_off, k->exact_n, best, r, path_len);
+  w = 0;
+  memcpy(&w, id + at, len - at);
+  if (p->has_below) {
+    for (size_t j = 0; at + j < len; j++) {
+      uint64_t tail = 0;
+      if (id[at + j] != '/') continue;
+      memcpy(&tail, id + at, j + 1);
+      best = add_cand(p, r, path_len, best, &c, st, tail, at + j + 1);
+    }
+  }
+  h = finish(st, w, len);
+  PREFETCH(&p->keys[(size_t)h & p->key_mask]);
+  best = probe_cands(p, r, path_len, best, &c);
+  if ((k = find_hashed(p, h, id, len))) best = scan_key(p, k, false, best, r, path_len);
   return best;
 }
 
@@ -190,14 +283,14 @@ static inline zt_decision_t decide(const zt_policy_t *p, const zt_request_t *r,
     d.action = p->dflt;
     d.rule = "default";
     d.rule_index = -1;
-    if (count) atomic_fetch_add_explicit(&p->hits[p->n_rules], 1, memory_order_relaxed);
+    pos = (uint32_t)p->n_rules;              /* the default's counter */
   } else {
-    const pol_rule_t *rule = &p->rules[pos];
-    d.action = rule->action;
-    d.rule = rule->name;
-    d.rule_index = (int)rule->index;
-    if (count) atomic_fetch_add_explicit(&p->hits[rule->index], 1, memory_order_relaxed);
+    const pol_hot_t *h = &p->hot[pos];
+    d.action = (zt_action_t)h->action;
+    d.rule = h->name;
+    d.rule_index = (int)h->index;
   }
+  if (count) atomic_fetch_add_explicit(&p->hot[pos].hits, 1, memory_order_relaxed);
   return d;
 }
 
@@ -296,17 +389,18 @@ static int build_bitmaps(zt_policy_t *p) {
  * full, which cannot happen when it was sized for every from entry. */
 static pol_key_t *key_slot(zt_policy_t *p, const char *s, size_t len) {
   uint64_t h = hash_str(s, len);
+  uint32_t tag = (uint32_t)(h >> 32);
   size_t i, tries;
   for (i = (size_t)h & p->key_mask, tries = 0; tries <= p->key_mask;
        i = (i + 1) & p->key_mask, tries++) {
     pol_key_t *k = &p->keys[i];
     if (k->len == 0) {
-      k->h = h;
+      k->h = tag;
       k->s = s;
       k->len = (uint32_t)len;
       return k;
     }
-    if (k->h == h && k->len == len && memcmp(k->s, s, len) == 0) return k;
+    if (k->h == tag && k->len == len && memcmp(k->s, s, len) == 0) return k;
   }
   return NULL;
 }
@@ -341,6 +435,7 @@ static int fill_keys(zt_policy_t *p, int pass, uint32_t *last_exact,
         last_below[slot] = (uint32_t)i;
         if (f->len < POL_BELOW_LEN_MAX)
           p->below_lens[f->len >> 6] |= 1ull << (f->len & 63);
+        p->has_below = true;
         if (pass == 0) k->below_off++;
         else p->lists[k->below_off + k->below_n++] = (uint32_t)i;
       }
@@ -389,22 +484,50 @@ static int build_keys(zt_policy_t *p) {
   memset(last_exact, 0xff, slots * sizeof(*last_exact));
   memset(last_below, 0xff, slots * sizeof(*last_below));
   p->n_any = 0;
-  rc = fill_keys(p, 1, last_exact, last_below);
+  if ((rc = fill_keys(p, 1, last_exact, last_below)) == 0) {
+    for (i = 0; i < slots; i++) {         /* lists of one go in place */
+      pol_key_t *k = &p->keys[i];
+      if (k->exact_n == 1) k->exact_off = p->lists[k->exact_off];
+      if (k->below_n == 1) k->below_off = p->lists[k->below_off];
+    }
+  }
 done:
   free(last_exact);
   free(last_below);
   return rc;
 }
 
+static int build_hot(zt_policy_t *p) {
+  size_t i, bytes = (p->n_rules + 1) * sizeof(pol_hot_t);
+  bytes = (bytes + 63) / 64 * 64;           /* aligned_alloc wants a multiple */
+  if ((p->hot = aligned_alloc(64, bytes)) == NULL) return -1;
+  memset(p->hot, 0, bytes);
+  for (i = 0; i <= p->n_rules; i++) atomic_init(&p->hot[i].hits, 0);
+  for (i = 0; i < p->n_rules; i++) {
+    const pol_rule_t *rule = &p->rules[i];
+    pol_hot_t *h = &p->hot[i];
+    h->name = rule->name;
+    h->index = rule->index;
+    h->action = (uint8_t)rule->action;
+    h->http = rule->http;
+    if (rule->n_ports <= POL_HOT_PORTS) {
+      h->ports = (uint8_t)rule->n_ports;
+      if (rule->n_ports)
+        memcpy(h->port, rule->ports, rule->n_ports * sizeof(pol_ports_t));
+    } else {
+      h->ports = POL_HOT_PORTS + 1;         /* the rule's ranges or bitmap */
+    }
+  }
+  return 0;
+}
+
 int zt_policy__compile(zt_policy_t *p) {
   size_t i;
   if (p->n_rules >= NO_RULE) return -1;
   p->by_file = malloc((p->n_rules ? p->n_rules : 1) * sizeof(*p->by_file));
-  p->hits = calloc(p->n_rules + 1, sizeof(*p->hits));
-  if (p->by_file == NULL || p->hits == NULL) return -1;
-  for (i = 0; i <= p->n_rules; i++) atomic_init(&p->hits[i], 0);
+  if (p->by_file == NULL) return -1;
   for (i = 0; i < p->n_rules; i++) p->by_file[p->rules[i].index] = (uint32_t)i;
-  if (build_bitmaps(p)) return -1;
+  if (build_bitmaps(p) || build_hot(p)) return -1;
   return build_keys(p);
 }
 
@@ -414,11 +537,11 @@ void zt_policy__free_index(zt_policy_t *p) {
   free(p->lists);
   free(p->any);
   free(p->bitmaps);
-  free((void *)p->hits);
+  free(p->hot);
   p->by_file = NULL;
   p->keys = NULL;
   p->lists = NULL;
   p->any = NULL;
   p->bitmaps = NULL;
-  p->hits = NULL;
+  p->hot = NULL;
 }

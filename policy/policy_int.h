@@ -53,15 +53,30 @@ typedef struct {
 } pol_rule_t;
 
 /* One key of the ID index: an exact ID, or a segment-boundary prefix ("spiffe://td/"
- * or "spiffe://td/a/"), with the positions (ascending) of the rules naming it. A slot
- * with len 0 is empty. */
+ * or "spiffe://td/a/"), with the positions (ascending) of the rules naming it. A list
+ * of one is stored in place: its _off is the position itself. A slot with len 0 is
+ * empty. 32 bytes, so two slots share a cache line and none straddles one. */
 typedef struct {
-  uint64_t h;
   const char *s;
+  uint32_t h;                                   /* high half of the key's hash */
   uint32_t len;
   uint32_t exact_off, exact_n;                  /* rules with this exact ID */
   uint32_t below_off, below_n;                  /* rules with this prefix "/\*" */
 } pol_key_t;
+
+/* What a decision reads of a rule, by position, 32 bytes (two to a cache line): the
+ * hit counter lives here so that counting touches no other line. */
+#define POL_HOT_PORTS 2
+typedef struct {
+  _Atomic uint64_t hits;
+  const char *name;
+  uint32_t index;                               /* file order */
+  uint8_t action;
+  uint8_t http;                                 /* look at the rule's http section */
+  uint8_t ports;                                /* 0 every port; 1..2 inline; 3 cold */
+  uint8_t pad_;
+  pol_ports_t port[POL_HOT_PORTS];
+} pol_hot_t;
 
 #define POL_BELOW_LEN_MAX 2112                  /* > longest pattern (2048 + '/') */
 
@@ -70,6 +85,7 @@ struct zt_policy {
   const char *file, *trust_domain;              /* in the same allocation */
   zt_action_t dflt;
   bool audit, has_http, keep_established;
+  bool has_below;                               /* some rule names a prefix */
   int default_line, default_col;                /* of "default: allow"; 0 if absent */
   size_t n_rules;
   pol_rule_t *rules;                            /* deny rules, then allow rules */
@@ -82,8 +98,18 @@ struct zt_policy {
   uint32_t *any; size_t n_any;                  /* positions of rules with "*" */
   uint64_t below_lens[POL_BELOW_LEN_MAX / 64];  /* lengths of the prefix keys */
   uint8_t *bitmaps;                             /* shared port bitmaps */
-  _Atomic uint64_t *hits;                       /* by file index; [n_rules]: default */
+  pol_hot_t *hot;                               /* by position, 64-byte aligned;
+                                                 * [n_rules].hits counts the default */
 };
+
+/* A key's ascending list of positions (exact or below), n entries. */
+static inline const uint32_t *zt_policy__key_list(const zt_policy_t *p,
+                                                  const pol_key_t *k, bool below,
+                                                  uint32_t *n) {
+  *n = below ? k->below_n : k->exact_n;
+  if (*n == 1) return below ? &k->below_off : &k->exact_off;
+  return p->lists + (below ? k->below_off : k->exact_off);
+}
 
 /* Build the indexes of a parsed policy; 0, or -1 when out of memory. */
 int zt_policy__compile(zt_policy_t *p);

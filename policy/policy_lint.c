@@ -207,18 +207,24 @@ static uint32_t first_cover(const zt_policy_t *p, const uint32_t *list, size_t n
 static uint32_t shadowing_rule(const zt_policy_t *p, const pol_rule_t *r) {
   const pol_from_t *f = &r->from[0];
   const pol_key_t *k;
-  uint32_t best = UINT32_MAX;
+  const uint32_t *list;
+  uint32_t best = UINT32_MAX, n;
   size_t at;
   best = first_cover(p, p->any, p->n_any, r, best);
   if (f->kind == FROM_ANY) return best;
   for (at = 0; at < f->len; at++) {
     if (f->s[at] != '/') continue;
     if (at + 1 == f->len && f->kind == FROM_EXACT) break;
-    if ((k = zt_policy__find_key(p, f->s, at + 1)) && k->below_n)
-      best = first_cover(p, p->lists + k->below_off, k->below_n, r, best);
+    if ((k = zt_policy__find_key(p, f->s, at + 1)) && k->below_n) {
+      list = zt_policy__key_list(p, k, true, &n);
+      best = first_cover(p, list, n, r, best);
+    }
   }
-  if (f->kind == FROM_EXACT && (k = zt_policy__find_key(p, f->s, f->len)) && k->exact_n)
-    best = first_cover(p, p->lists + k->exact_off, k->exact_n, r, best);
+  if (f->kind == FROM_EXACT && (k = zt_policy__find_key(p, f->s, f->len)) &&
+      k->exact_n) {
+    list = zt_policy__key_list(p, k, false, &n);
+    best = first_cover(p, list, n, r, best);
+  }
   return best;
 }
 

@@ -226,7 +226,7 @@ static int load_listener(loader_t *L, yaml_node_t *n, size_t idx, zt_config_t *c
   static const char *const keys[] = {
       "name", "mode", "listen", "forward", "upstream", "expect_server", "policy",
       "protocol", "connect_timeout", "handshake_timeout", "idle_timeout",
-      "max_connections", NULL};
+      "max_connections", "resumption", NULL};
   zt_listener_conf_t *l = &c->listeners[idx];
   char what[64];
   yaml_node_t *v;
@@ -315,6 +315,10 @@ static int load_listener(loader_t *L, yaml_node_t *n, size_t idx, zt_config_t *c
                    &l->handshake_timeout_ms) ||
       opt_duration(L, n, "idle_timeout", what, DEFAULT_IDLE_TIMEOUT_MS,
                    &l->idle_timeout_ms))
+    return -1;
+  l->resumption = true;
+  if ((v = zt_yaml_get(&L->y, n, "resumption")) &&
+      zt_yaml_bool(&L->y, v, "resumption", &l->resumption, L->err))
     return -1;
   l->max_connections = DEFAULT_MAX_CONNECTIONS;
   if ((v = zt_yaml_get(&L->y, n, "max_connections"))) {

@@ -35,6 +35,7 @@ typedef struct {
   zt_policy_t *policy;           /* owned reference */
   uint64_t connect_timeout_ms, handshake_timeout_ms, idle_timeout_ms;
   uint32_t max_connections;
+  bool resumption;               /* TLS session tickets (default on) */
 } zt_listener_conf_t;
 
 typedef struct {

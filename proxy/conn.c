@@ -37,6 +37,7 @@ typedef enum {
 } zt_conn_state_t;
 
 struct zt_conn {
+  zt_tls_peer_t peer;             /* first: it is the WOLFSSL's I/O context (tls.c) */
   zt_worker_t *w;
   zt_wlistener_t *wl;
   const zt_listener_conf_t *lc;
@@ -48,13 +49,15 @@ struct zt_conn {
   WOLFSSL *ssl;                   /* owned; NULL until the TLS side exists */
   zt_identity_t *ident;           /* the snapshot this connection uses */
   zt_policy_t *policy;            /* inbound: the snapshot it was admitted under */
-  zt_tls_peer_t peer;
   zt_block_t *rx;                 /* ciphertext not yet taken by wolfSSL */
   uint32_t rx_off;
   zt_block_t *tx_head, *tx_tail;  /* wolfSSL output not yet handed to libuv */
   size_t pending_tls, pending_plain; /* bytes in uv_write toward each side */
   zt_conn_state_t state;
   bool inbound, up_open, counted, decided;
+  bool ticket_kept;               /* outbound: this connection's ticket is cached */
+  bool offered_ticket;            /* outbound: resumption was offered with ... */
+  unsigned char offered_prefix[32]; /* ... the ticket that starts with these bytes */
   bool tls_paused, plain_paused;  /* reading stopped by backpressure */
   bool tls_eof;                   /* TCP FIN from the TLS peer */
   bool tls_closed;                /* no more plaintext will come from the TLS side */
@@ -68,6 +71,7 @@ struct zt_conn {
   uint64_t hs_start_ns;
   uint64_t id, bytes_in, bytes_out, start_ms, last_ms;
   char src[64];
+  char sni[256];                  /* inbound: the server name the client asked for */
 };
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
@@ -117,8 +121,43 @@ static void access_log(zt_conn_t *c) {
   STR("dst", c->lc->target.str);
   STR("peer_id", c->peer.peer_id);
   STR("local_id", c->ident->id);
+  if (c->peer.peer_id && c->peer.not_after) {
+    static const char hex[] = "0123456789abcdef";
+    char sha[65], na[32];
+    struct tm tm;
+    time_t t = (time_t)c->peer.not_after;
+    for (int i = 0; i < 32; i++) {
+      sha[2 * i] = hex[c->peer.cert_sha256[i] >> 4];
+      sha[2 * i + 1] = hex[c->peer.cert_sha256[i] & 15];
+    }
+    sha[64] = '\0';
+    gmtime_r(&t, &tm);
+    strftime(na, sizeof(na), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    STR("peer_cert_sha256", sha);
+    STR("peer_cert_serial", c->peer.serial);
+    STR("peer_cert_not_after", na);
+  } else {
+    LIT(",\"peer_cert_sha256\":null,\"peer_cert_serial\":null,\"peer_cert_not_after\":null");
+  }
   STR("tls_version", c->tls_version);
   STR("cipher", c->cipher);
+  LIT(c->tls_version ? (c->peer.resumed || (c->ssl && wolfSSL_session_reused(c->ssl))
+                            ? ",\"tls_resumed\":true" : ",\"tls_resumed\":false")
+                     : ",\"tls_resumed\":null");
+  {
+    char *alpn = NULL;
+    unsigned short alen = 0;
+    if (c->tls_version && wolfSSL_ALPN_GetProtocol(c->ssl, &alpn, &alen) == WOLFSSL_SUCCESS &&
+        alen > 0 && alen < 64) {
+      char a[64];
+      memcpy(a, alpn, alen);
+      a[alen] = '\0';
+      STR("alpn", a);
+    } else {
+      LIT(",\"alpn\":null");
+    }
+  }
+  STR("sni", c->sni[0] ? c->sni : NULL);
   STR("decision", decision);
   STR("rule", c->decided ? c->decision.rule : NULL);
   LIT(c->decided ? (c->decision.enforced ? ",\"enforced\":true" : ",\"enforced\":false")
@@ -136,6 +175,58 @@ static void access_log(zt_conn_t *c) {
 }
 
 /* --- closing ----------------------------------------------------------------------- */
+
+void zt_ticket_cache_clear(zt_ticket_cache_t *t) {
+  if (t->sess) wolfSSL_SESSION_free(t->sess);
+  free(t->peer_id);
+  zt_identity_release(t->ident);
+  memset(t, 0, sizeof(*t));
+}
+
+/* The first 32 bytes of the session ticket ssl holds (our key name and a random IV:
+ * enough to tell two tickets apart); false when it holds none. wolfSSL tells a
+ * ticket's length only by copying it. */
+static bool ticket_prefix(WOLFSSL *ssl, unsigned char out[32]) {
+  unsigned char tk[1024];
+  word32 len = sizeof(tk);
+  if (wolfSSL_get_SessionTicket(ssl, tk, &len) != WOLFSSL_SUCCESS || len < 32) return false;
+  memcpy(out, tk, 32);
+  return true;
+}
+
+/* Outbound: keep the session ticket the server sent after the handshake (TLS 1.3
+ * sends it as the first post-handshake message) for the next connection of this
+ * listener, as soon as it has arrived: the next connection may start before this
+ * one ends. */
+static void keep_ticket(zt_conn_t *c) {
+  zt_ticket_cache_t *t = &c->w->tickets[c->wl->l->index];
+  WOLFSSL_SESSION *s;
+  char *id;
+  if (c->inbound || c->ticket_kept || !c->lc->resumption || c->peer.peer_id == NULL ||
+      c->tls_error || c->ident != c->w->ident)
+    return;
+  {
+    unsigned char now[32];
+    if (!ticket_prefix(c->ssl, now)) return;
+    /* A resumed session holds the ticket it offered, and already this connection's
+     * resumption secret, until the server's new ticket arrives: caching it in between
+     * would pair the old ticket with the new secret. */
+    if (c->offered_ticket && memcmp(now, c->offered_prefix, 32) == 0) return;
+  }
+  if ((s = wolfSSL_get1_session(c->ssl)) == NULL) return;
+  if ((id = strdup(c->peer.peer_id)) == NULL) {
+    wolfSSL_SESSION_free(s);
+    return;
+  }
+  c->ticket_kept = true;
+  zt_ticket_cache_clear(t);
+  t->sess = s;
+  t->peer_id = id;
+  t->not_after = c->peer.not_after;
+  memcpy(t->serial, c->peer.serial, sizeof(t->serial));
+  memcpy(t->cert_sha256, c->peer.cert_sha256, sizeof(t->cert_sha256));
+  t->ident = zt_identity_retain(c->ident);
+}
 
 static void free_conn(zt_conn_t *c) {
   zt_worker_t *w = c->w;
@@ -413,11 +504,16 @@ static void alloc_plain(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void start_idle_timer(zt_conn_t *c);
 
 static void handshake_failed(zt_conn_t *c, int ret) {
+  int e = wolfSSL_get_error(c->ssl, ret);
+  char detail[96] = "";
   c->tls_error = zt_tls_failure_reason(c->ssl, ret, &c->peer);
-  zt_warn("%s: conn %llu from %s: TLS handshake refused%s%s: %s (%s)", c->lc->name,
+  if (strcmp(c->tls_error, "tls_error") == 0)   /* say what the TLS library said */
+    snprintf(detail, sizeof(detail), ", wolfSSL error %d: %s", e,
+             wolfSSL_ERR_reason_error_string((unsigned long)e));
+  zt_warn("%s: conn %llu from %s: TLS handshake refused%s%s: %s (%s%s)", c->lc->name,
           (unsigned long long)c->id, c->src, c->peer.peer_id ? " for " : "",
           c->peer.peer_id ? c->peer.peer_id : "", zt_svid_reason_text(c->tls_error),
-          c->tls_error);
+          c->tls_error, detail);
   zt_conn_close(c, "handshake_failed");
 }
 
@@ -443,6 +539,26 @@ static void connect_up(zt_conn_t *c) {
 static void handshake_done(zt_conn_t *c) {
   c->tls_version = wolfSSL_get_version(c->ssl);
   c->cipher = wolfSSL_get_cipher_name(c->ssl);
+  if (c->inbound) {
+    void *name = NULL;
+    unsigned short n = wolfSSL_SNI_GetRequest(c->ssl, WOLFSSL_SNI_HOST_NAME, &name);
+    if (name && n > 0 && n < sizeof(c->sni)) {
+      memcpy(c->sni, name, n);
+      c->sni[n] = '\0';
+    }
+  }
+  if (!c->inbound && wolfSSL_session_reused(c->ssl) && c->peer.peer_id == NULL) {
+    /* Resumed: no certificate came; the server is who it was when the ticket was
+     * made under this identity snapshot, and it was checked against expect_server
+     * then (same listener). */
+    zt_ticket_cache_t *t = &c->w->tickets[c->wl->l->index];
+    if (t->peer_id && (c->peer.peer_id = strdup(t->peer_id))) {
+      c->peer.not_after = t->not_after;
+      memcpy(c->peer.serial, t->serial, sizeof(t->serial));
+      memcpy(c->peer.cert_sha256, t->cert_sha256, sizeof(t->cert_sha256));
+      c->peer.resumed = 1;
+    }
+  }
   zt_count(&c->m->handshakes[!c->inbound][wolfSSL_session_reused(c->ssl) != 0], 1);
   zt_histogram_observe(&c->m->handshake, zt_handshake_buckets,
                        (uv_hrtime() - c->hs_start_ns) / 1000);
@@ -540,6 +656,7 @@ static void pump_tls(zt_conn_t *c) {
     return;
   }
   if (flush_tx(c)) return;          /* wolfSSL may answer a KeyUpdate, say */
+  if (!c->ticket_kept) keep_ticket(c);
   release_rx_if_empty(c);
   if (c->pending_plain > ZT_HIGH_WATER && !c->tls_paused) {
     c->tls_paused = true;
@@ -661,10 +778,18 @@ static int start_tls(zt_conn_t *c) {
     c->peer.expect = c->lc->expect_server;
     c->peer.n_expect = c->lc->n_expect_server;
   }
-  c->ssl = zt_tls_new(c->ident, c->inbound, &c->peer, c, tls_recv, tls_send);
+  c->ssl = zt_tls_new(c->ident, c->inbound, &c->peer, tls_recv, tls_send,
+                      c->lc->resumption);
   if (c->ssl == NULL) {
     zt_conn_close(c, "error");
     return -1;
+  }
+  if (!c->inbound && c->lc->resumption) {
+    zt_ticket_cache_t *t = &c->w->tickets[c->wl->l->index];
+    if (t->sess && (t->ident != c->ident || t->not_after <= (int64_t)time(NULL)))
+      zt_ticket_cache_clear(t);
+    else if (t->sess && wolfSSL_set_session(c->ssl, t->sess) == WOLFSSL_SUCCESS)
+      c->offered_ticket = ticket_prefix(c->ssl, c->offered_prefix);
   }
   c->state = ZT_CONN_HANDSHAKE;
   c->hs_start_ns = uv_hrtime();

@@ -56,6 +56,18 @@ typedef struct {
   zt_worker_t *w;
 } zt_wlistener_t;
 
+/* An outbound listener's last session ticket, with whom it was made: a resumed
+ * handshake has no certificate, so the server's identity comes from here. Made under
+ * one identity snapshot and used only with it, so rotation drops it. */
+typedef struct {
+  WOLFSSL_SESSION *sess;
+  char *peer_id;
+  int64_t not_after;
+  char serial[65];
+  unsigned char cert_sha256[32];
+  zt_identity_t *ident;         /* owned reference */
+} zt_ticket_cache_t;
+
 struct zt_worker {
   zt_server_t *srv;
   unsigned index;
@@ -78,6 +90,7 @@ struct zt_worker {
   zt_policy_t **policy;         /* per listener: the snapshot new decisions use (owned) */
   _Atomic(zt_policy_t *) *pending_policy;  /* main → worker: a newer snapshot */
   zt_identity_t *ident;         /* the identity new connections use (owned) */
+  zt_ticket_cache_t *tickets;   /* per listener (outbound ones) */
   _Atomic(zt_identity_t *) pending_ident;  /* main → worker: a newer identity */
   atomic_int dump_pending;      /* main → worker: list your connections */
   char *dump;                   /* worker → main: the list, as JSON objects */
@@ -135,5 +148,6 @@ void zt_conn_recheck_policy(zt_worker_t *w, size_t li);
  * whose peer the new CRLs revoke: no connection outlives the credential that admitted
  * it. */
 void zt_conn_sweep(zt_worker_t *w, int identity_changed);
+void zt_ticket_cache_clear(zt_ticket_cache_t *t);
 
 #endif

@@ -2,11 +2,15 @@
 #include "tls.h"
 
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <time.h>
 
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "bundle.h"
 #include "log.h"
@@ -80,6 +84,7 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   }
   peer->not_after = info.not_after;
   memcpy(peer->serial, info.serial, sizeof(peer->serial) - 1);
+  if (wc_Sha256Hash(ders[0], (word32)lens[0], peer->cert_sha256) != 0) return 0;
   if (zt_bundle_set_crl_count(peer->ident->set->bundles) > 0) {
     /* Kept so that a CRL published later can close this connection. */
     unsigned char *p = malloc(total);
@@ -128,6 +133,116 @@ const char *zt_tls_failure_reason(WOLFSSL *ssl, int ret, const zt_tls_peer_t *pe
   return cert_error_reason(e);
 }
 
+/* --- session tickets ----------------------------------------------------------------
+ *
+ * A resumed TLS 1.3 handshake carries no certificate, so the peer's identity must
+ * travel in the ticket. We encrypt wolfSSL's ticket state with AES-256-GCM under the
+ * identity snapshot's ticket key, and append (inside the encryption) the peer's SPIFFE
+ * ID, SVID expiry and serial as verified in the full handshake:
+ *
+ *   [wolfSSL's ticket][ver=1][not_after:8][leaf sha256:32][serial_len:1][serial]
+ *   [id_len:2][id][app_len:2]
+ *
+ * A ticket whose peer SVID has expired, whose trust domain we no longer trust, or that
+ * was made under another key (every identity rotation makes a new one) is refused, and
+ * the handshake falls back to a full one with certificates. With CRLs configured no
+ * tickets are issued: a resumed connection has no chain to re-check.
+ */
+#define TICKET_APP_MAX 288          /* WOLFSSL_TICKET_EXTRA_PADDING_SZ in the build */
+
+static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *buf,
+                     int in_len, int *out_len, void *ctx) {
+  const zt_identity_t *id = ctx;
+  zt_tls_peer_t *peer = wolfSSL_GetIOReadCtx(ssl);
+  Aes aes;
+  int ok;
+
+  if (id == NULL || peer == NULL) return WOLFSSL_TICKET_RET_FATAL;
+  if (wc_AesInit(&aes, NULL, INVALID_DEVID) != 0) return WOLFSSL_TICKET_RET_FATAL;
+  if (wc_AesGcmSetKey(&aes, id->ticket_key, sizeof(id->ticket_key)) != 0) {
+    wc_AesFree(&aes);
+    return WOLFSSL_TICKET_RET_FATAL;
+  }
+  if (enc) {
+    size_t idl = peer->peer_id ? strlen(peer->peer_id) : 0, sl = strlen(peer->serial);
+    size_t app = 1 + 8 + 32 + 1 + sl + 2 + idl + 2;
+    unsigned char *p = buf + in_len;
+    if (peer->peer_id == NULL || app > TICKET_APP_MAX) {
+      app = 1 + 2;                 /* no identity: this ticket will be refused */
+      *p++ = 0;
+    } else {
+      uint64_t na = (uint64_t)peer->not_after;
+      *p++ = 1;
+      for (int i = 7; i >= 0; i--) *p++ = (unsigned char)(na >> (8 * i));
+      memcpy(p, peer->cert_sha256, 32);
+      p += 32;
+      *p++ = (unsigned char)sl;
+      memcpy(p, peer->serial, sl);
+      p += sl;
+      *p++ = (unsigned char)(idl >> 8);
+      *p++ = (unsigned char)idl;
+      memcpy(p, peer->peer_id, idl);
+      p += idl;
+    }
+    *p++ = (unsigned char)(app >> 8);
+    *p++ = (unsigned char)app;
+    memcpy(name, id->ticket_name, WOLFSSL_TICKET_NAME_SZ);
+    memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
+    ok = getrandom(iv, WOLFSSL_TICKET_IV_SZ, 0) == WOLFSSL_TICKET_IV_SZ &&
+         wc_AesGcmEncrypt(&aes, buf, buf, (word32)(in_len + (int)app), iv, 12, mac, 16,
+                          name, WOLFSSL_TICKET_NAME_SZ) == 0;
+    wc_AesFree(&aes);
+    if (!ok) return WOLFSSL_TICKET_RET_FATAL;
+    *out_len = in_len + (int)app;
+    return WOLFSSL_TICKET_RET_OK;
+  }
+  /* Decrypt: a ticket of another key, or one that does not authenticate, is refused. */
+  if (memcmp(name, id->ticket_name, WOLFSSL_TICKET_NAME_SZ) != 0 ||
+      wc_AesGcmDecrypt(&aes, buf, buf, (word32)in_len, iv, 12, mac, 16, name,
+                       WOLFSSL_TICKET_NAME_SZ) != 0) {
+    wc_AesFree(&aes);
+    return WOLFSSL_TICKET_RET_REJECT;
+  }
+  wc_AesFree(&aes);
+  {
+    size_t app, sl, idl;
+    const unsigned char *p;
+    uint64_t na = 0;
+    zt_spiffe_id_t sid;
+    if (in_len < 3) return WOLFSSL_TICKET_RET_REJECT;
+    app = (size_t)buf[in_len - 2] << 8 | buf[in_len - 1];
+    if (app < 3 || app > (size_t)in_len || app > TICKET_APP_MAX) return WOLFSSL_TICKET_RET_REJECT;
+    p = buf + in_len - app;
+    if (*p++ != 1 || app < 1 + 8 + 32 + 1 + 2 + 2) return WOLFSSL_TICKET_RET_REJECT;
+    for (int i = 0; i < 8; i++) na = na << 8 | *p++;
+    memcpy(peer->cert_sha256, p, 32);
+    p += 32;
+    sl = *p++;
+    if (1 + 8 + 32 + 1 + sl + 2 + 2 > app || sl >= sizeof(peer->serial))
+      return WOLFSSL_TICKET_RET_REJECT;
+    memcpy(peer->serial, p, sl);
+    peer->serial[sl] = '\0';
+    p += sl;
+    idl = (size_t)p[0] << 8 | p[1];
+    p += 2;
+    if (1 + 8 + 32 + 1 + sl + 2 + idl + 2 != app) return WOLFSSL_TICKET_RET_REJECT;
+    if ((int64_t)na <= (int64_t)time(NULL) ||
+        zt_spiffe_id_parse((const char *)p, idl, &sid, NULL) ||
+        zt_bundle_set_find(id->set->bundles, sid.td, sid.td_len) < 0)
+      return WOLFSSL_TICKET_RET_REJECT;
+    free(peer->peer_id);
+    if ((peer->peer_id = malloc(idl + 1)) == NULL) return WOLFSSL_TICKET_RET_REJECT;
+    memcpy(peer->peer_id, p, idl);
+    peer->peer_id[idl] = '\0';
+    peer->not_after = (int64_t)na;
+    peer->resumed = 1;
+    *out_len = in_len - (int)app;
+  }
+  return WOLFSSL_TICKET_RET_OK;
+}
+
 static int setup_ctx(WOLFSSL_CTX *ctx, const zt_idset_t *set, int server,
                      zt_error_t *err) {
   const zt_bundle_set_t *b = set->bundles;
@@ -157,6 +272,27 @@ static int setup_ctx(WOLFSSL_CTX *ctx, const zt_idset_t *set, int server,
                          WOLFSSL_VERIFY_PEER |
                              (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
                          verify_cb);
+  if (server) {
+    /* Only to record the name a client asks for (access log): any name is served. */
+    if (wolfSSL_CTX_UseSNI(ctx, WOLFSSL_SNI_HOST_NAME, "ztproxy", 7) != WOLFSSL_SUCCESS)
+      return zt_error_set(err, NULL, 0, 0, "cannot set up SNI");
+    wolfSSL_CTX_SNI_SetOptions(ctx, WOLFSSL_SNI_HOST_NAME, WOLFSSL_SNI_CONTINUE_ON_MISMATCH);
+  }
+  return 0;
+}
+
+static int setup_tickets(zt_identity_t *id, zt_error_t *err) {
+  WC_RNG rng;
+  int r;
+  if (wc_InitRng(&rng) != 0) return zt_error_set(err, NULL, 0, 0, "no random numbers");
+  r = wc_RNG_GenerateBlock(&rng, id->ticket_name, sizeof(id->ticket_name)) |
+      wc_RNG_GenerateBlock(&rng, id->ticket_key, sizeof(id->ticket_key));
+  wc_FreeRng(&rng);
+  if (r != 0) return zt_error_set(err, NULL, 0, 0, "no random numbers");
+  if (zt_bundle_set_crl_count(id->set->bundles) > 0) return 0;   /* see ticket_cb */
+  if (wolfSSL_CTX_set_TicketEncCb(id->server, ticket_cb) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_set_TicketEncCtx(id->server, id) != WOLFSSL_SUCCESS)
+    return zt_error_set(err, NULL, 0, 0, "cannot set up session tickets");
   return 0;
 }
 
@@ -193,7 +329,8 @@ int zt_identity_load(const zt_config_t *cfg, const char *expect_id, zt_identity_
     zt_error_set(err, NULL, 0, 0, "cannot create TLS contexts");
     goto fail;
   }
-  if (setup_ctx(id->server, id->set, 1, err) || setup_ctx(id->client, id->set, 0, err))
+  if (setup_ctx(id->server, id->set, 1, err) || setup_ctx(id->client, id->set, 0, err) ||
+      setup_tickets(id, err))
     goto fail;
   *out = id;
   return 0;
@@ -217,14 +354,17 @@ void zt_identity_release(zt_identity_t *id) {
   free(id);
 }
 
-WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer, void *io_ctx,
-                    CallbackIORecv recv_cb, CallbackIOSend send_cb) {
+WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer,
+                    CallbackIORecv recv_cb, CallbackIOSend send_cb, int tickets) {
   WOLFSSL *ssl = wolfSSL_new(server ? id->server : id->client);
   if (ssl == NULL) return NULL;
   wolfSSL_SSLSetIORecv(ssl, recv_cb);
   wolfSSL_SSLSetIOSend(ssl, send_cb);
-  wolfSSL_SetIOReadCtx(ssl, io_ctx);
-  wolfSSL_SetIOWriteCtx(ssl, io_ctx);
+  /* The I/O context is the peer record (the connection starts with it): the I/O
+   * callbacks and ticket_cb find their way from there. */
+  wolfSSL_SetIOReadCtx(ssl, peer);
+  wolfSSL_SetIOWriteCtx(ssl, peer);
+  if (server && !tickets) wolfSSL_no_ticket_TLSv13(ssl);
   wolfSSL_SetCertCbCtx(ssl, peer);
   peer->ident = id;
   if (wolfSSL_UseALPN(ssl, (char *)ZT_ALPN, sizeof(ZT_ALPN) - 1,

@@ -29,13 +29,16 @@ typedef struct {
   atomic_int refs;
   WOLFSSL_CTX *server, *client;
   zt_idset_t *set;                         /* SVID, key, bundles, CRLs as validated */
+  unsigned char ticket_name[16];           /* session tickets: this snapshot's key; */
+  unsigned char ticket_key[32];            /* rotating the identity drops all tickets */
   char id[ZT_SPIFFE_ID_MAX + 1];           /* our SPIFFE ID */
   char trust_domain[ZT_TRUST_DOMAIN_MAX + 1];
   char serial[65];
   int64_t not_before, not_after;
 } zt_identity_t;
 
-/* What the verify callback learnt about the peer. */
+/* What the verify callback (or, on a resumed session, the ticket) told us about the
+ * peer. The I/O context of every WOLFSSL we create begins with one of these. */
 typedef struct {
   const zt_identity_t *ident;              /* whose trust domain the peer must be in */
   char *const *expect;                     /* outbound: allowed server IDs, or NULL */
@@ -44,9 +47,11 @@ typedef struct {
   char *peer_id;                           /* malloc'd SPIFFE ID once verified */
   int64_t not_after;                       /* the peer's SVID, once verified */
   char serial[65];
+  unsigned char cert_sha256[32];           /* of the peer's leaf certificate (DER) */
   unsigned char *chain;                    /* with CRLs only: the peer's chain, DER, */
   size_t chain_lens[ZT_SVID_CHAIN_MAX];    /* kept to re-check it when a CRL changes */
   size_t chain_n;
+  int resumed;                             /* identity restored from a session ticket */
 } zt_tls_peer_t;
 
 void zt_tls_init(void);                    /* once per process */
@@ -61,8 +66,8 @@ void zt_identity_release(zt_identity_t *id);
 
 /* A new WOLFSSL for one connection (server: inbound; client: outbound), wired to the
  * I/O callbacks with io_ctx and to peer. NULL on failure. */
-WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer, void *io_ctx,
-                    CallbackIORecv recv_cb, CallbackIOSend send_cb);
+WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer,
+                    CallbackIORecv recv_cb, CallbackIOSend send_cb, int tickets);
 
 /* The reason code for a failed handshake: peer->tls_error if the verify callback set
  * one, else a code derived from wolfSSL's error. */

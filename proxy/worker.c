@@ -83,6 +83,9 @@ static void on_wake(uv_async_t *a) {
   if ((id = atomic_exchange(&w->pending_ident, NULL))) {
     zt_identity_release(w->ident);
     w->ident = id;
+    /* Tickets were made under the old snapshot's keys and bundles: drop them. */
+    for (size_t li = 0; li < w->srv->cfg->n_listeners; li++)
+      zt_ticket_cache_clear(&w->tickets[li]);
     zt_conn_sweep(w, 1);
   }
   if (atomic_exchange(&w->dump_pending, 0)) {
@@ -294,6 +297,7 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
     for (size_t li = 0; li < cfg->n_listeners; li++)
       if (srv.policies[li]) w->policy[li] = zt_policy_retain(srv.policies[li]);
     w->ident = zt_identity_retain(ident);
+    w->tickets = calloc(cfg->n_listeners, sizeof(*w->tickets));
     if (zt_metrics_worker_init(&w->metrics, cfg->n_listeners, cfg->max_peer_series) ||
         (zt_access_log_enabled() &&
          (w->alog = queues[i] = zt_alog_queue_new(1 << 20, count_drop, w)) == NULL)) {
@@ -359,6 +363,8 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
     }
     free(w->policy);
     free((void *)w->pending_policy);
+    for (size_t li = 0; li < cfg->n_listeners; li++) zt_ticket_cache_clear(&w->tickets[li]);
+    free(w->tickets);
     zt_identity_release(w->ident);
     zt_identity_release(atomic_load(&w->pending_ident));
     free(srv.workers[i].wl);

@@ -16,13 +16,15 @@ prefix=$deps/wolfssl
 # No OpenSSL-compat layer and no KEEP_PEER_CERT: the verify callback (always called,
 # for every certificate) reads the peer chain as DER, and we keep only the SPIFFE ID.
 # WOLFSSL_ALT_NAMES lets identity/ write URI SANs and exact validity dates.
+# The ticket padding leaves room in session tickets for the peer's SPIFFE ID, which a
+# resumed TLS 1.3 handshake does not otherwise carry (proxy/tls.c, ticket_cb).
 wolfssl_flags=(--enable-static --disable-shared
   --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm --enable-sp-math-all
   --enable-tls13 --enable-alpn --enable-sni --enable-session-ticket
   --enable-certgen --enable-certext --enable-keygen --enable-crl
   --enable-ecc --enable-supportedcurves --enable-aesgcm --enable-harden
   --disable-oldtls --disable-examples --disable-crypttests --disable-benchmark
-  "CFLAGS=-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_VERIFY_CB_ALL_CERTS -DWOLFSSL_ALT_NAMES")
+  "CFLAGS=-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_VERIFY_CB_ALL_CERTS -DWOLFSSL_ALT_NAMES -DWOLFSSL_TICKET_EXTRA_PADDING_SZ=288")
 # The stamp names the flags' hash: a change of build flags rebuilds.
 stamp=$prefix/.built-$(printf '%s\n' "${wolfssl_flags[@]}" | sha256sum | cut -c1-16)
 
@@ -45,7 +47,6 @@ fi
 [ -f "$stamp" ] && exit 0
 
 echo "bootstrap: building wolfSSL from Debian's source package into $prefix"
-rm -rf "$prefix"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -72,7 +73,11 @@ cd "$srcdir"
 ./configure --prefix="$prefix" "${wolfssl_flags[@]}" \
   >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log"; exit 1; }
 make -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -30 "$work/make.log"; exit 1; }
-make install >/dev/null
-cp "$srcdir"/wolfssl/options.h "$prefix/include/wolfssl/options.h"
-touch "$stamp"
+# Install beside, then swap: a build never leaves a half-installed wolfSSL behind.
+make install DESTDIR="$work/dest" >/dev/null
+cp "$srcdir"/wolfssl/options.h "$work/dest$prefix/include/wolfssl/options.h"
+touch "$work/dest$stamp"
+rm -rf "$prefix"
+mkdir -p "$(dirname "$prefix")"
+mv "$work/dest$prefix" "$prefix"
 echo "bootstrap: wolfSSL ready in $prefix"

@@ -558,13 +558,43 @@ class Proxy:
                 return int(str(l["listen"]).rsplit(":", 1)[1])
         raise KeyError(listener_name)
 
-    def start(self):
+    def _remap_ports(self, busy):
+        """Give the listeners on busy ports fresh free ports (another test grabbed them
+        between free_port() and our bind); addresses in this same config that pointed
+        at them (an outbound aimed at its own inbound) follow."""
+        moved = {}
+        for l in self.cfg.get("listeners", []):
+            host, port = str(l["listen"]).rsplit(":", 1)
+            if int(port) in busy:
+                new = free_port()
+                moved["%s:%s" % (host, port)] = "%s:%d" % (host, new)
+                l["listen"] = "%s:%d" % (host, new)
+        for l in self.cfg.get("listeners", []):
+            for k in ("forward", "upstream"):
+                if l.get(k) in moved:
+                    l[k] = moved[l[k]]
+        return moved
+
+    def start(self, attempts=3):
+        """Start and wait until every listener is in LISTEN state. A port found busy
+        (before start, or "address already in use" from ztproxy) is re-picked, up to
+        attempts times; then the start fails saying why."""
         if not os.path.exists(ZTPROXY):
             raise Failure("ztproxy binary not found at %s" % ZTPROXY)
-        for p in self.listen_ports():
-            if _listening_inodes(p):
-                raise Failure("port %d is busy before starting %s" % (p, self.name))
+        for attempt in range(attempts):
+            busy = [p for p in self.listen_ports() if _listening_inodes(p)]
+            if busy:
+                if attempt == attempts - 1:
+                    raise Failure("ports %s are busy before starting %s" % (busy, self.name))
+                self._remap_ports(busy)
+                continue
+            if self._start_once(last=attempt == attempts - 1):
+                return self
+        raise Failure("%s: could not start after %d attempts" % (self.name, attempts))
+
+    def _start_once(self, last):
         write_config(self.cfg_path, self.cfg)
+        self._close_files()
         self._out = open(self.out_path, "wb")
         self._err = open(self.err_path, "wb")
         self.proc = subprocess.Popen([ZTPROXY, "run", "-c", self.cfg_path],
@@ -575,8 +605,14 @@ class Proxy:
         pending = list(self.listen_ports())
         while pending:
             if self.proc.poll() is not None:
+                err = self.stderr()
+                if not last and "address already in use" in err.lower():
+                    busy = [p for p in pending if (":%d:" % p) in err or
+                            (":%d " % p) in err or err.rstrip().endswith(":%d" % p)]
+                    self._remap_ports(busy or pending)
+                    return False
                 raise Failure("%s exited with %s before listening; stderr:\n%s" % (
-                    self.name, self.proc.returncode, tail(self.stderr())))
+                    self.name, self.proc.returncode, tail(err)))
             pending = [p for p in pending if not pid_listens_on(self.proc.pid, p)]
             if not pending:
                 break
@@ -584,7 +620,7 @@ class Proxy:
                 raise Failure("%s: ports %s not listening within %.0fs; stderr:\n%s" % (
                     self.name, pending, self.start_timeout, tail(self.stderr())))
             time.sleep(0.02)
-        return self
+        return True
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

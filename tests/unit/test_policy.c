@@ -345,6 +345,155 @@ ZT_TEST(refcount_keeps_the_snapshot_until_the_last_release) {
   zt_policy_release(NULL);
 }
 
+ZT_TEST(rule_index_is_the_file_order_index_and_default_is_minus_one) {
+  zt_policy_t *p = load_ok("trust_domain: example.org\n"
+                           "rules:\n"
+                           "  - name: a\n    action: allow\n    from: [\"*\"]\n"
+                           "  - name: b\n    action: deny\n"
+                           "    from: [spiffe://example.org/b]\n");
+  zt_request_t ra = {"spiffe://example.org/a", 22, 80, NULL, NULL};
+  zt_request_t rb = {"spiffe://example.org/b", 22, 80, NULL, NULL};
+  zt_request_t rn = {NULL, 0, 80, NULL, NULL};
+  ZT_ASSERT(p != NULL);
+  int ia = zt_policy_decide(p, &ra).rule_index, ib = zt_policy_decide(p, &rb).rule_index;
+  int in = zt_policy_decide(p, &rn).rule_index;
+  ZT_ASSERT(zt_policy_rule_count(p) == 2);
+  ZT_ASSERT_STR_EQ(zt_policy_rule_name(p, 0), "a");
+  ZT_ASSERT_STR_EQ(zt_policy_rule_name(p, 1), "b");
+  ZT_ASSERT(zt_policy_rule_action(p, 1) == ZT_DENY);
+  ZT_ASSERT(zt_policy_rule_line(p, 1) == 6);
+  ZT_ASSERT(zt_policy_rule_name(p, 2) == NULL);
+  zt_policy_release(p);
+  ZT_ASSERT(ia == 0);
+  ZT_ASSERT(ib == 1);
+  ZT_ASSERT(in == -1);
+}
+
+ZT_TEST(hits_count_decide_but_not_decide_nocount) {
+  zt_policy_t *p = load_ok("trust_domain: example.org\n"
+                           "rules:\n"
+                           "  - name: a\n    action: allow\n"
+                           "    from: [spiffe://example.org/a]\n"
+                           "  - name: no-b\n    action: deny\n"
+                           "    from: [spiffe://example.org/b]\n");
+  zt_request_t ra = {"spiffe://example.org/a", 22, 80, NULL, NULL};
+  zt_request_t rb = {"spiffe://example.org/b", 22, 80, NULL, NULL};
+  zt_request_t rc = {"spiffe://example.org/c", 22, 80, NULL, NULL};
+  ZT_ASSERT(p != NULL);
+  for (int i = 0; i < 3; i++) zt_policy_decide(p, &ra);
+  zt_policy_decide(p, &rb);
+  zt_policy_decide(p, &rc);
+  zt_policy_decide(p, &rc);
+  for (int i = 0; i < 5; i++) {
+    zt_policy_decide_nocount(p, &ra);
+    zt_policy_decide_nocount(p, &rb);
+    zt_policy_decide_nocount(p, &rc);
+  }
+  uint64_t ha = zt_policy_rule_hits(p, 0), hb = zt_policy_rule_hits(p, 1);
+  uint64_t hd = zt_policy_default_hits(p), hx = zt_policy_rule_hits(p, 9);
+  zt_policy_release(p);
+  ZT_ASSERT(ha == 3);
+  ZT_ASSERT(hb == 1);
+  ZT_ASSERT(hd == 2);
+  ZT_ASSERT(hx == 0);
+}
+
+ZT_TEST(on_reload_and_mode_accessors) {
+  zt_policy_t *p = load_ok("trust_domain: example.org\non_reload: keep_established\n"
+                           "mode: audit\ndefault: allow\n");
+  zt_policy_t *q = load_ok("trust_domain: example.org\non_reload: recheck\n");
+  zt_policy_t *r = load_ok("trust_domain: example.org\n");
+  ZT_ASSERT(p && q && r);
+  bool kp = zt_policy_keep_established(p), kq = zt_policy_keep_established(q);
+  bool kr = zt_policy_keep_established(r), ap = zt_policy_audit(p);
+  zt_action_t dp = zt_policy_default_action(p), dr = zt_policy_default_action(r);
+  zt_policy_release(p);
+  zt_policy_release(q);
+  zt_policy_release(r);
+  ZT_ASSERT(kp && !kq && !kr && ap);
+  ZT_ASSERT(dp == ZT_ALLOW && dr == ZT_DENY);
+}
+
+ZT_TEST(many_ranges_take_the_bitmap_and_overlaps_merge) {
+  zt_policy_t *p = load_ok("trust_domain: example.org\n"
+                           "rules:\n"
+                           "  - name: many\n    action: allow\n    from: [\"*\"]\n"
+                           "    to: {ports: [1, 3, 5, \"7-9\", \"8-12\", 65535, 20]}\n"
+                           "  - name: same-set\n    action: allow\n"
+                           "    from: [spiffe://example.org/x]\n"
+                           "    to: {ports: [1, 3, 5, \"7-9\", \"8-12\", 65535, 20]}\n"
+                           "  - name: adjacent\n    action: allow\n"
+                           "    from: [spiffe://example.org/y]\n"
+                           "    to: {ports: [\"100-199\", \"200-299\", 300]}\n");
+  static const req_case_t cases[] = {
+    {"spiffe://example.org/a", 1, NULL, NULL, A, "many"},
+    {"spiffe://example.org/a", 2, NULL, NULL, D, "default"},
+    {"spiffe://example.org/a", 12, NULL, NULL, A, "many"},
+    {"spiffe://example.org/a", 13, NULL, NULL, D, "default"},
+    {"spiffe://example.org/a", 65535, NULL, NULL, A, "many"},
+    {"spiffe://example.org/a", 0, NULL, NULL, D, "default"},
+    {"spiffe://example.org/x", 20, NULL, NULL, A, "many"},
+    {"spiffe://example.org/y", 199, NULL, NULL, A, "adjacent"},
+    {"spiffe://example.org/y", 200, NULL, NULL, A, "adjacent"},
+    {"spiffe://example.org/y", 300, NULL, NULL, A, "adjacent"},
+    {"spiffe://example.org/y", 301, NULL, NULL, D, "default"},
+  };
+  ZT_ASSERT(p != NULL);
+  CHECK(p, cases, true);
+}
+
+ZT_TEST(deny_wins_across_exact_prefix_and_star_with_ports) {
+  zt_policy_t *p = load_ok("trust_domain: example.org\n"
+                           "rules:\n"
+                           "  - name: ns-all\n    action: allow\n"
+                           "    from: [\"spiffe://example.org/ns/*\"]\n"
+                           "  - name: exact-b\n    action: allow\n"
+                           "    from: [spiffe://example.org/ns/a/b, spiffe://example.org/z]\n"
+                           "    to: {ports: [\"8000-8099\"]}\n"
+                           "  - name: no-deep\n    action: deny\n"
+                           "    from: [\"spiffe://example.org/ns/a/b/*\", spiffe://example.org/q]\n"
+                           "  - name: no-high\n    action: deny\n    from: [\"*\"]\n"
+                           "    to: {ports: [\"9000-9999\"]}\n"
+                           "  - name: no-ns-a-on-22\n    action: deny\n"
+                           "    from: [\"spiffe://example.org/ns/a/*\", \"spiffe://example.org/ns/a/*\"]\n"
+                           "    to: {ports: [22]}\n");
+  static const req_case_t cases[] = {
+    {"spiffe://example.org/ns/a/b", 8050, NULL, NULL, A, "ns-all"},
+    {"spiffe://example.org/ns/a/b/c", 8050, NULL, NULL, D, "no-deep"},
+    {"spiffe://example.org/ns/a/b/c", 9500, NULL, NULL, D, "no-deep"},
+    {"spiffe://example.org/ns/a/bc", 9500, NULL, NULL, D, "no-high"},
+    {"spiffe://example.org/ns/a/bc", 22, NULL, NULL, D, "no-ns-a-on-22"},
+    {"spiffe://example.org/ns/a", 22, NULL, NULL, A, "ns-all"},
+    {"spiffe://example.org/ns", 22, NULL, NULL, D, "default"},
+    {"spiffe://example.org/z", 8000, NULL, NULL, A, "exact-b"},
+    {"spiffe://example.org/z", 7999, NULL, NULL, D, "default"},
+    {"spiffe://example.org/z", 9000, NULL, NULL, D, "no-high"},
+    {"spiffe://example.org/q", 1, NULL, NULL, D, "no-deep"},
+  };
+  ZT_ASSERT(p != NULL);
+  CHECK(p, cases, true);
+}
+
+ZT_TEST(audit_mode_with_http_and_prefixes) {
+  zt_policy_t *p = load_ok("trust_domain: example.org\n"
+                           "mode: audit\n"
+                           "rules:\n"
+                           "  - name: api\n    action: allow\n"
+                           "    from: [\"spiffe://example.org/*\"]\n"
+                           "    http: {paths: [/api/*]}\n"
+                           "  - name: no-frag\n    action: deny\n    from: [\"*\"]\n"
+                           "    http: {methods: [DELETE], paths: [/api/x]}\n");
+  static const req_case_t cases[] = {
+    {"spiffe://example.org/w", 80, "GET", "/api/x", A, "api"},
+    {"spiffe://example.org/w", 80, "DELETE", "/api/x#frag", D, "no-frag"},
+    {"spiffe://example.org/w", 80, "DELETE", "/api/x?y", D, "no-frag"},
+    {"spiffe://example.org/w", 80, "DELETE", "/api/xy", A, "api"},
+    {"spiffe://example.org", 80, "GET", "/api/x", D, "default"},
+  };
+  ZT_ASSERT(p != NULL);
+  CHECK(p, cases, false);
+}
+
 /* ---- load errors --------------------------------------------------------------- */
 
 typedef struct {
@@ -457,6 +606,11 @@ static const err_case_t load_errors[] = {
    "3:11: rules[0].name: \"default\" is reserved for the default decision"},
   {"trust_domain: example.org\nrules:\n  - name: \"a b\"\n",
    "3:11: rules[0].name: \"a b\" must be 1 to 128 letters, digits or . _ - : /"},
+  /* on_reload */
+  {"trust_domain: example.org\non_reload: close\n",
+   "2:12: on_reload: \"close\" is not recheck or keep_established"},
+  {"trust_domain: example.org\non_reload: [keep_established]\n",
+   "2:12: on_reload: expected a string, found a list"},
   /* YAML itself */
   {"trust_domain: [example.org\n",
    "2:1: YAML syntax error: did not find expected ',' or ']' while parsing a flow "
@@ -502,6 +656,12 @@ ZT_TEST_MAIN(ZT_RUN(exact_id_matches_only_itself),
              ZT_RUN(audit_mode_decides_the_same_but_does_not_enforce),
              ZT_RUN(http_rules_need_method_and_path),
              ZT_RUN(peer_id_length_is_what_counts),
+             ZT_RUN(rule_index_is_the_file_order_index_and_default_is_minus_one),
+             ZT_RUN(hits_count_decide_but_not_decide_nocount),
+             ZT_RUN(on_reload_and_mode_accessors),
+             ZT_RUN(many_ranges_take_the_bitmap_and_overlaps_merge),
+             ZT_RUN(deny_wins_across_exact_prefix_and_star_with_ports),
+             ZT_RUN(audit_mode_with_http_and_prefixes),
              ZT_RUN(refcount_keeps_the_snapshot_until_the_last_release),
              ZT_RUN(each_load_error_names_file_line_and_column),
              ZT_RUN(empty_and_missing_files_are_errors_without_a_position))
