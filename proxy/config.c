@@ -222,6 +222,19 @@ static int load_log(loader_t *L, yaml_node_t *n, zt_config_t *c) {
   return 0;
 }
 
+static void warn_cb(void *ctx, const zt_error_t *w) {
+  char msg[1024];
+  (void)ctx;
+  zt_warn("%s", zt_error_str(w, msg, sizeof(msg)));
+}
+
+void zt_config_lint_policy(const zt_config_t *c, const zt_policy_t *p) {
+  const char *tds[64];
+  size_t n = 0;
+  for (size_t i = 0; i < c->n_federated && n < 64; i++) tds[n++] = c->federated[i].trust_domain;
+  zt_policy_lint(p, tds, n, warn_cb, NULL);
+}
+
 static int load_listener(loader_t *L, yaml_node_t *n, size_t idx, zt_config_t *c) {
   static const char *const keys[] = {
       "name", "mode", "listen", "forward", "upstream", "expect_server", "policy",
@@ -277,6 +290,7 @@ static int load_listener(loader_t *L, yaml_node_t *n, size_t idx, zt_config_t *c
       *L->err = perr;
       return -1;
     }
+    zt_config_lint_policy(c, l->policy);
     if (zt_policy_has_http_rules(l->policy))
       return zt_yaml_fail(&L->y, v, L->err,
                           "%s.policy: \"%s\" has http rules, but this listener is tcp",

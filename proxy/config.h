@@ -62,6 +62,10 @@ typedef struct {
 int zt_config_load(const char *file, zt_config_t *out, zt_error_t *err);
 void zt_config_free(zt_config_t *c);
 
+/* Log the policy's lint warnings (rules that never match, `default: allow`, IDs of
+ * trust domains this configuration does not know) as diagnostics. */
+void zt_config_lint_policy(const zt_config_t *c, const zt_policy_t *p);
+
 /* "1.2.3.4:80" or "[::1]:80" into a; 0 or -1 with *why. */
 int zt_addr_parse(const char *s, zt_addr_t *a, const char **why);
 

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "sbuf.h"
+#include "bundle.h"
 #include "svid.h"
 
 typedef enum {
@@ -324,16 +325,18 @@ void zt_conn_recheck_policy(zt_worker_t *w, size_t li) {
 
 void zt_conn_sweep(zt_worker_t *w, int identity_changed) {
   int64_t now = (int64_t)time(NULL);
+  const char *why;
   for (zt_conn_t *c = w->conns; c; c = c->next) {
     if (c->state == ZT_CONN_CLOSING || c->peer.peer_id == NULL || c->tls_error) continue;
     if (c->peer.not_after && now >= c->peer.not_after) {
       zt_warn("%s: conn %llu: the SVID of %s expired: closing", c->lc->name,
               (unsigned long long)c->id, c->peer.peer_id);
       zt_conn_close(c, "peer_expired");
-    } else if (identity_changed && zt_tls_peer_revoked(w->ident, &c->peer)) {
-      zt_warn("%s: conn %llu: the SVID of %s (serial %s) is revoked: closing",
-              c->lc->name, (unsigned long long)c->id, c->peer.peer_id, c->peer.serial);
-      zt_conn_close(c, "peer_revoked");
+    } else if (identity_changed && (why = zt_tls_peer_reverify(w->ident, &c->peer))) {
+      zt_warn("%s: conn %llu: %s (serial %s) no longer verifies: %s: closing", c->lc->name,
+              (unsigned long long)c->id, c->peer.peer_id, c->peer.serial,
+              zt_svid_reason_text(why));
+      zt_conn_close(c, strcmp(why, "revoked") == 0 ? "peer_revoked" : "peer_untrusted");
     }
   }
 }
@@ -567,6 +570,21 @@ static void handshake_done(zt_conn_t *c) {
     zt_conn_close(c, "handshake_failed");
     return;
   }
+  if (c->ident != c->w->ident) {
+    /* The identity (bundles, CRLs) changed during the handshake: the peer must pass
+     * the one in force now, as a peer that started a moment later would. */
+    const char *why = zt_tls_peer_reverify(c->w->ident, &c->peer);
+    if (why) {
+      c->tls_error = why;
+      zt_warn("%s: conn %llu from %s: %s does not verify under the new identity: %s",
+              c->lc->name, (unsigned long long)c->id, c->src, c->peer.peer_id,
+              zt_svid_reason_text(why));
+      zt_conn_close(c, "handshake_failed");
+      return;
+    }
+  }
+  if (zt_bundle_set_crl_count(c->w->ident->set->bundles) == 0)
+    zt_tls_peer_drop_chain(&c->peer);   /* nothing left to re-check it against */
   if (!c->inbound) {
     c->state = ZT_CONN_STREAMING;
     start_idle_timer(c);

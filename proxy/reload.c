@@ -75,9 +75,10 @@ static void reload_policy(zt_reloader_t *r, size_t li, const char *why) {
     atomic_fetch_add(&srv->reloads[1][1], 1);
     return;
   }
-  zt_info("%s: policy %s reloaded for listener %s (%zu rules)", why, l->policy_file,
-          l->name, zt_policy_rule_count(p));
+  zt_config_lint_policy(srv->cfg, p);
   zt_server_set_policy(srv, li, p);
+  zt_info("%s: policy %s reloaded for listener %s (%zu rules)", why, l->policy_file,
+          l->name, zt_policy_rule_count(srv->policies[li]));
   atomic_fetch_add(&srv->reloads[1][0], 1);
 }
 
@@ -93,8 +94,8 @@ static void reload_identity(zt_reloader_t *r, const char *why) {
     atomic_fetch_add(&srv->reloads[0][1], 1);
     return;
   }
-  zt_info("%s: identity reloaded: %s, serial %s", why, id->id, id->serial);
   zt_server_set_identity(srv, id);
+  zt_info("%s: identity reloaded: %s, serial %s", why, srv->ident->id, srv->ident->serial);
   atomic_fetch_add(&srv->reloads[0][0], 1);
 }
 

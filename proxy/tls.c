@@ -85,8 +85,10 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   peer->not_after = info.not_after;
   memcpy(peer->serial, info.serial, sizeof(peer->serial) - 1);
   if (wc_Sha256Hash(ders[0], (word32)lens[0], peer->cert_sha256) != 0) return 0;
-  if (zt_bundle_set_crl_count(peer->ident->set->bundles) > 0) {
-    /* Kept so that a CRL published later can close this connection. */
+  {
+    /* Kept until the handshake is done, in case the identity (bundles, CRLs) changes
+     * meanwhile; and for the connection's life when CRLs are configured, so that a
+     * CRL published later can close it. */
     unsigned char *p = malloc(total);
     if (p == NULL) return 0;
     free(peer->chain);
@@ -101,21 +103,25 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   return 1;
 }
 
-int zt_tls_peer_revoked(const zt_identity_t *id, const zt_tls_peer_t *peer) {
+const char *zt_tls_peer_reverify(const zt_identity_t *id, const zt_tls_peer_t *peer) {
   const unsigned char *ders[ZT_SVID_CHAIN_MAX], *p = peer->chain;
-  zt_spiffe_id_t sid;
-  int td;
-  if (peer->chain == NULL || peer->peer_id == NULL ||
-      zt_bundle_set_crl_count(id->set->bundles) == 0)
-    return 0;
-  if (zt_spiffe_id_parse(peer->peer_id, strlen(peer->peer_id), &sid, NULL)) return 0;
-  if ((td = zt_bundle_set_find(id->set->bundles, sid.td, sid.td_len)) < 0) return 0;
+  zt_svid_info_t info;
+  const char *reason;
+  if (peer->chain == NULL || peer->peer_id == NULL) return NULL;
   for (size_t i = 0; i < peer->chain_n; i++) {
     ders[i] = p;
     p += peer->chain_lens[i];
   }
-  return zt_bundle_set_revoked(id->set->bundles, (size_t)td, ders, peer->chain_lens,
-                               peer->chain_n) == 1;
+  if (zt_bundle_set_verify(id->set->bundles, ders, peer->chain_lens, peer->chain_n,
+                           (int64_t)time(NULL), &info, &reason))
+    return reason;
+  return NULL;
+}
+
+void zt_tls_peer_drop_chain(zt_tls_peer_t *peer) {
+  free(peer->chain);
+  peer->chain = NULL;
+  peer->chain_n = 0;
 }
 
 void zt_tls_peer_free(zt_tls_peer_t *peer) {

@@ -48,8 +48,8 @@ typedef struct {
   int64_t not_after;                       /* the peer's SVID, once verified */
   char serial[65];
   unsigned char cert_sha256[32];           /* of the peer's leaf certificate (DER) */
-  unsigned char *chain;                    /* with CRLs only: the peer's chain, DER, */
-  size_t chain_lens[ZT_SVID_CHAIN_MAX];    /* kept to re-check it when a CRL changes */
+  unsigned char *chain;                    /* the peer's chain, DER, kept through the */
+  size_t chain_lens[ZT_SVID_CHAIN_MAX];    /* handshake (and after it, with CRLs) */
   size_t chain_n;
   int resumed;                             /* identity restored from a session ticket */
 } zt_tls_peer_t;
@@ -73,8 +73,11 @@ WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer,
  * one, else a code derived from wolfSSL's error. */
 const char *zt_tls_failure_reason(WOLFSSL *ssl, int ret, const zt_tls_peer_t *peer);
 
-/* Is the verified peer revoked by the CRLs of id? (Only when CRLs are configured.) */
-int zt_tls_peer_revoked(const zt_identity_t *id, const zt_tls_peer_t *peer);
+/* Verify the peer's kept chain again under identity id (its bundles and CRLs, now):
+ * NULL when it still passes, else the reason ("revoked", "unknown_ca", ...). NULL too
+ * when no chain was kept (a resumed session). */
+const char *zt_tls_peer_reverify(const zt_identity_t *id, const zt_tls_peer_t *peer);
+void zt_tls_peer_drop_chain(zt_tls_peer_t *peer);
 void zt_tls_peer_free(zt_tls_peer_t *peer);
 
 #endif

@@ -333,6 +333,9 @@ def case_recheck_under_live_traffic(c):
                       for r in st.inp.records()), "no A connection revoked")
         # new connections of A still work; new ones of B are denied by "default"
         check(new_conn_allowed(st.out_port("a")), "a new A connection is allowed")
+        # (the first refused probe above may have been admitted just before the reload
+        # and then revoked; this one is decided by the new policy)
+        check(not new_conn_allowed(st.out_port("b")), "a new B connection is refused")
         st.inp.wait_record(lambda r: r.get("peer_id") == B_ID and
                            r.get("close_reason") == "peer_not_allowed" and
                            r.get("rule") == "default", what="B denied by default")

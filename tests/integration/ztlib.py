@@ -1078,14 +1078,20 @@ def run_cases(title, cases, setup=None, teardown=None, budget=600):
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$")
 ADDR_RE = re.compile(r"^127\.0\.0\.1:(\d{1,5})$")
 FIELDS = ("ts", "listener", "conn_id", "src", "dst", "peer_id", "local_id", "tls_version",
-          "cipher", "decision", "rule", "bytes_in", "bytes_out", "duration_ms",
-          "close_reason", "tls_error")
+          "cipher", "decision", "rule", "enforced", "bytes_in", "bytes_out", "duration_ms",
+          "close_reason", "tls_error", "peer_cert_sha256", "peer_cert_serial",
+          "peer_cert_not_after", "tls_resumed", "alpn", "sni")
 CLOSE_REASONS = {"eof", "reset", "idle_timeout", "handshake_timeout", "connect_timeout",
                  "handshake_failed", "peer_not_allowed", "upstream_connect_failed",
-                 "connection_limit", "drain_timeout", "error"}
+                 "connection_limit", "drain_timeout", "error", "policy_revoked",
+                 "peer_revoked", "peer_untrusted", "peer_expired", "svid_expired"}
 TLS_ERRORS = {"no_client_cert", "unknown_ca", "expired", "not_yet_valid", "bad_signature",
               "no_uri_san", "multiple_uri_sans", "invalid_spiffe_id", "leaf_is_ca",
-              "foreign_trust_domain", "server_id_not_expected", "tls_error"}
+              "foreign_trust_domain", "server_id_not_expected", "tls_error",
+              "closed_during_handshake", "handshake_timeout", "reset", "revoked",
+              "leaf_can_sign_certs", "missing_digital_signature", "signer_not_ca",
+              "weak_key", "sha1_signature", "chain_too_long", "malformed_certificate"}
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _is_int(v):
@@ -1110,6 +1116,21 @@ def check_record_shape(r, what="record"):
     check(r["rule"] is None or isinstance(r["rule"], str), "%s: rule %r" % (what, r["rule"]))
     for f in ("src", "dst"):
         check(isinstance(r[f], str) and ADDR_RE.match(r[f]), "%s: %s %r" % (what, f, r[f]))
+    # The credential that admitted the peer, when there is one: one record answers
+    # "who, under which rule, with which certificate" without joining anything.
+    if r["peer_id"] is not None and r["tls_error"] is None:
+        check(isinstance(r["peer_cert_sha256"], str) and SHA256_RE.match(r["peer_cert_sha256"]),
+              "%s: peer_cert_sha256 %r" % (what, r["peer_cert_sha256"]))
+        check(isinstance(r["peer_cert_not_after"], str) and TS_RE.match(r["peer_cert_not_after"]),
+              "%s: peer_cert_not_after %r" % (what, r["peer_cert_not_after"]))
+        check(isinstance(r["peer_cert_serial"], str) and r["peer_cert_serial"],
+              "%s: peer_cert_serial %r" % (what, r["peer_cert_serial"]))
+    if r["tls_version"] is not None:
+        check(isinstance(r["tls_resumed"], bool), "%s: tls_resumed %r" % (what, r["tls_resumed"]))
+        check(r["alpn"] in (None, "ztp/1"), "%s: alpn %r" % (what, r["alpn"]))
+    check(r["enforced"] in (True, False, None), "%s: enforced %r" % (what, r["enforced"]))
+    if r["decision"] != "none":
+        check(isinstance(r["enforced"], bool), "%s: enforced %r with a decision" % (what, r["enforced"]))
 
 
 def ts_age_seconds(ts):
