@@ -16,6 +16,8 @@ prefix=$deps/wolfssl
 # No OpenSSL-compat layer and no KEEP_PEER_CERT: the verify callback (always called,
 # for every certificate) reads the peer chain as DER, and we keep only the SPIFFE ID.
 # WOLFSSL_ALT_NAMES lets identity/ write URI SANs and exact validity dates.
+# Function and data sections let the linker drop the large part of wolfSSL that
+# ztproxy never calls (smaller binary, fewer resident pages).
 # The ticket padding leaves room in session tickets for the peer's SPIFFE ID, which a
 # resumed TLS 1.3 handshake does not otherwise carry (proxy/tls.c, ticket_cb).
 wolfssl_flags=(--enable-static --disable-shared
@@ -24,7 +26,7 @@ wolfssl_flags=(--enable-static --disable-shared
   --enable-certgen --enable-certext --enable-keygen --enable-crl
   --enable-ecc --enable-supportedcurves --enable-aesgcm --enable-harden
   --disable-oldtls --disable-examples --disable-crypttests --disable-benchmark
-  "CFLAGS=-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_VERIFY_CB_ALL_CERTS -DWOLFSSL_ALT_NAMES -DWOLFSSL_TICKET_EXTRA_PADDING_SZ=288")
+  "CFLAGS=-O2 -fPIC -ffunction-sections -fdata-sections -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_VERIFY_CB_ALL_CERTS -DWOLFSSL_ALT_NAMES -DWOLFSSL_TICKET_EXTRA_PADDING_SZ=288")
 # The stamp names the flags' hash: a change of build flags rebuilds.
 stamp=$prefix/.built-$(printf '%s\n' "${wolfssl_flags[@]}" | sha256sum | cut -c1-16)
 
