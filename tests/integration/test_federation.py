@@ -17,13 +17,10 @@
 """
 
 import os
-import re
 import socket
 import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
@@ -38,28 +35,11 @@ OTHER_ID = "spiffe://%s/ns/pay/sa/billing" % OTD
 REFUSALS = ("unknown_ca", "foreign_trust_domain")
 
 
-def http_get(port, path, timeout=5.0):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
-                                    timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+http_get = ztlib.admin_get
 
 
 def metric(port, name, **labels):
-    status, text = http_get(port, "/metrics")
-    check_eq(status, 200, "/metrics status")
-    want = set(labels.items())
-    for line in text.splitlines():
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        if not m or m.group(1) != name:
-            continue
-        got = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
-                             m.group(3) or ""))
-        if got == want:
-            return float(m.group(4))
-    return 0.0
+    return ztlib.metric_value(ztlib.scrape(port), name, 0.0, **labels)
 
 
 def read(path):

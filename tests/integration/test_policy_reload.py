@@ -20,16 +20,13 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
-from ztlib import (SERVER_ID, TD, Failure, check, check_eq, connect, echo_roundtrip,  # noqa: E402
+from ztlib import (SERVER_ID, TD, Failure, check, check_eq, connect,  # noqa: E402
                    free_port, policy, rule, safe_close, wait_until)
 
 A_ID = "spiffe://%s/ns/web/sa/client-a" % TD
@@ -40,28 +37,11 @@ CHUNK = 16384
 # --------------------------------------------------------------------------------------
 # Helpers
 
-def http_get(port, path, timeout=5.0):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
-                                    timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+http_get = ztlib.admin_get
 
 
 def metric(port, name, **labels):
-    status, text = http_get(port, "/metrics")
-    check_eq(status, 200, "/metrics status")
-    want = set(labels.items())
-    for line in text.splitlines():
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        if not m or m.group(1) != name:
-            continue
-        got = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
-                             m.group(3) or ""))
-        if got == want:
-            return float(m.group(4))
-    return 0.0
+    return ztlib.metric_value(ztlib.scrape(port), name, 0.0, **labels)
 
 
 def revoked(aport):

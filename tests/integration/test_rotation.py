@@ -19,7 +19,6 @@
 """
 
 import hashlib
-import json
 import os
 import re
 import signal
@@ -28,8 +27,6 @@ import ssl
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
@@ -44,30 +41,8 @@ ISSUE_RE = re.compile(r"issued (\S+) \(serial ([0-9a-fA-F]+), expires (\S+)\)")
 # --------------------------------------------------------------------------------------
 # Small helpers (local to this script)
 
-def http_get(port, path, timeout=5.0):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
-                                    timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def metrics(port):
-    """{(name, frozenset(labels)): value} of the admin endpoint's /metrics."""
-    status, text = http_get(port, "/metrics")
-    check_eq(status, 200, "/metrics status")
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        if not m:
-            continue
-        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
-                                      m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
+http_get = ztlib.admin_get
+metrics = ztlib.scrape
 
 
 def reloads(port, what, result):

@@ -8,12 +8,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
@@ -23,14 +20,7 @@ from ztlib import (CLIENT_ID, TD, check, check_eq, check_record_shape, connect, 
 INTRUDER = "spiffe://%s/ns/evil/sa/intruder" % TD
 
 
-def http_get(port, path, timeout=5.0):
-    """(status, body) of GET path on the admin port."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
-                                    timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+http_get = ztlib.admin_get
 
 
 def raw_http(port, data, timeout=5.0):
@@ -48,14 +38,7 @@ def raw_http(port, data, timeout=5.0):
 
 
 def metric(text, name, **labels):
-    """The value of the sample name{labels} (labels must match exactly), or None."""
-    keys = sorted(labels, key=lambda k: k != "listener")   # listener comes first
-    want = ",".join('%s="%s"' % (k, labels[k]) for k in keys)
-    prefix = "%s{%s} " % (name, want) if labels else name + " "
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix):])
-    return None
+    return ztlib.metric_value(text, name, **labels)
 
 
 def promtool_check(text):

@@ -319,6 +319,51 @@ def outbound(name, listen_port, upstream_port, expect_server=None, **extra):
 
 
 # --------------------------------------------------------------------------------------
+# The admin endpoint
+
+def admin_get(port, path, timeout=5.0):
+    """(status, body) of GET path on an admin endpoint at 127.0.0.1:port."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+_SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value} of a Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        m = _SAMPLE_RE.match(line) if line and not line.startswith("#") else None
+        if m:
+            labels = frozenset(_LABEL_RE.findall(m.group(3) or ""))
+            out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def scrape(port):
+    """The samples of /metrics on the admin port (asserting a 200)."""
+    status, text = admin_get(port, "/metrics")
+    check_eq(status, 200, "/metrics status")
+    return parse_metrics(text)
+
+
+def metric_value(samples, name, default=None, **labels):
+    """The sample name{labels} (the label set must match exactly) of samples (a dict
+    from parse_metrics/scrape, or exposition text), or default."""
+    if isinstance(samples, str):
+        samples = parse_metrics(samples)
+    return samples.get((name, frozenset(labels.items())), default)
+
+
+# --------------------------------------------------------------------------------------
 # Ports and sockets
 
 def free_port():
