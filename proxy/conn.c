@@ -500,8 +500,8 @@ static void alloc_plain(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   zt_conn_t *c = h->data;
   zt_block_t *b = zt_block_get(c->w);
   (void)suggested;
-  /* 16 KiB of plaintext: exactly one full TLS record per read. */
-  *buf = b ? uv_buf_init(b->data, 16384) : uv_buf_init(NULL, 0);
+  /* Whole records: wolfSSL_write turns this into four full records at most. */
+  *buf = b ? uv_buf_init(b->data, ZT_PLAIN_READ) : uv_buf_init(NULL, 0);
 }
 
 static void start_idle_timer(zt_conn_t *c);
@@ -642,36 +642,50 @@ static void drive_handshake(zt_conn_t *c) {
 }
 
 /* Decrypt what the TLS side has and pass it to the plain side, until wolfSSL wants
- * more input or the plain side has enough queued. */
+ * more input or the plain side has enough queued. Records are decrypted into one
+ * block until it has no room for another, so that several records leave with one
+ * write. */
 static void pump_tls(zt_conn_t *c) {
+  zt_block_t *b = NULL;
   while (!c->tls_closed && c->pending_plain <= ZT_HIGH_WATER) {
-    zt_block_t *b = zt_block_get(c->w);
     int r, e;
-    if (b == NULL) {
+    if (b == NULL && (b = zt_block_get(c->w)) == NULL) {
       zt_conn_close(c, "error");
       return;
     }
-    r = wolfSSL_read(c->ssl, b->data, ZT_BLOCK_DATA);
+    r = wolfSSL_read(c->ssl, b->data + b->len, (int)(ZT_BLOCK_DATA - b->len));
     if (r > 0) {
-      b->len = (uint32_t)r;
+      b->len += (uint32_t)r;
       *from_tls_bytes(c) += (uint64_t)r;
       zt_count(c->inbound ? &c->m->bytes_in : &c->m->bytes_out, (uint64_t)r);
-      if (write_block(c, b, 0)) {
-        zt_conn_close(c, "reset");
-        return;
+      if (ZT_BLOCK_DATA - b->len < ZT_RECORD_MAX) {
+        int w = write_block(c, b, 0);
+        b = NULL;
+        if (w) {
+          zt_conn_close(c, "reset");
+          return;
+        }
       }
       continue;
     }
-    zt_block_put(c->w, b);
     e = wolfSSL_get_error(c->ssl, r);
     if (e == WOLFSSL_ERROR_WANT_READ && !c->tls_eof) break;
     if (e == WOLFSSL_ERROR_ZERO_RETURN || c->tls_eof) {
       c->tls_closed = true;         /* close_notify, or FIN after the last record */
       break;
     }
+    zt_block_put(c->w, b);
     zt_warn("%s: conn %llu: TLS error: %d", c->lc->name, (unsigned long long)c->id, e);
     zt_conn_close(c, "error");
     return;
+  }
+  if (b != NULL && b->len > 0) {
+    if (write_block(c, b, 0)) {
+      zt_conn_close(c, "reset");
+      return;
+    }
+  } else if (b != NULL) {
+    zt_block_put(c->w, b);
   }
   if (flush_tx(c)) return;          /* wolfSSL may answer a KeyUpdate, say */
   if (!c->ticket_kept) keep_ticket(c);

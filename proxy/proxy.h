@@ -21,15 +21,19 @@
 #include "metrics.h"
 #include "tls.h"
 
-/* One block holds a full TLS record (16 KiB of plaintext plus its overhead). */
-#define ZT_BLOCK_DATA (16384 + 512)
+/* One block holds four full TLS records: 64 KiB of plaintext read from the plain side
+ * become four records written with one syscall, and up to 64 KiB of ciphertext are
+ * read from the TLS side at once and leave as one write of plaintext. */
+#define ZT_RECORD_MAX 16384                  /* plaintext per TLS record */
+#define ZT_PLAIN_READ (4 * ZT_RECORD_MAX)
+#define ZT_BLOCK_DATA (ZT_PLAIN_READ + 1024) /* + four records' headers and tags */
 /* Per direction: stop reading the source above HIGH bytes queued toward the sink,
- * start again at or below LOW. A connection's buffers are bounded by about
- * 2 * (HIGH + a block) + one receive block. */
+ * start again at or below LOW. A busy connection's buffers are bounded by about
+ * 2 * (HIGH + a block) + one receive block; an idle one holds none. */
 #define ZT_HIGH_WATER (256 * 1024)
 #define ZT_LOW_WATER (64 * 1024)
-/* Free blocks a worker keeps for reuse; the rest go back to the allocator. */
-#define ZT_POOL_KEEP 512
+/* Free blocks a worker keeps for reuse (2 MiB); the rest go back to the allocator. */
+#define ZT_POOL_KEEP 32
 
 typedef struct zt_server zt_server_t;
 typedef struct zt_worker zt_worker_t;

@@ -16,6 +16,7 @@ prefix=$deps/wolfssl
 # No OpenSSL-compat layer and no KEEP_PEER_CERT: the verify callback (always called,
 # for every certificate) reads the peer chain as DER, and we keep only the SPIFFE ID.
 # WOLFSSL_ALT_NAMES lets identity/ write URI SANs and exact validity dates.
+# No finite-field DH: TLS 1.3 here is ECDHE on P-256 only (and DH alone needed libm).
 # Function and data sections let the linker drop the large part of wolfSSL that
 # ztproxy never calls (smaller binary, fewer resident pages).
 # The ticket padding leaves room in session tickets for the peer's SPIFFE ID, which a
@@ -25,7 +26,7 @@ wolfssl_flags=(--enable-static --disable-shared
   --enable-tls13 --enable-alpn --enable-sni --enable-session-ticket
   --enable-certgen --enable-certext --enable-keygen --enable-crl
   --enable-ecc --enable-supportedcurves --enable-aesgcm --enable-harden
-  --disable-oldtls --disable-examples --disable-crypttests --disable-benchmark
+  --disable-oldtls --disable-dh --disable-examples --disable-crypttests --disable-benchmark
   "CFLAGS=-O2 -fPIC -ffunction-sections -fdata-sections -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_VERIFY_CB_ALL_CERTS -DWOLFSSL_ALT_NAMES -DWOLFSSL_TICKET_EXTRA_PADDING_SZ=288")
 # The stamp names the flags' hash: a change of build flags rebuilds.
 stamp=$prefix/.built-$(printf '%s\n' "${wolfssl_flags[@]}" | sha256sum | cut -c1-16)
