@@ -50,7 +50,7 @@ fi
 for b in haproxy nginx wrk gcc python3 openssl curl timeout flock; do
   command -v $b >/dev/null || { echo "bench/run.sh: missing $b (scripts/bootstrap.sh --bench installs it)" >&2; exit 1; }
 done
-# colleagues may be relinking build/ztproxy: wait for it (bounded), then run a private copy
+# build/ztproxy may be being relinked: wait for it (bounded), then run a private copy
 for i in $(seq 1 120); do [ -x "$ZTPROXY" ] && break; sleep 1; done
 [ -x "$ZTPROXY" ] || { echo "bench/run.sh: $ZTPROXY not built (make build)" >&2; exit 1; }
 if [ $PROFILE = 1 ] && ! command -v perf >/dev/null; then

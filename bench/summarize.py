@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarize one bench/run.sh raw folder: medians over the interleaved rounds, ratios
-ztproxy/haproxy and ztproxy/direct, the issue's targets. Writes OUT/latest.json and
+ztproxy/haproxy and ztproxy/direct, and the targets. Writes OUT/latest.json and
 OUT/latest.md and prints the main table.
 
 usage: summarize.py RAW_DIR OUT_DIR
@@ -293,7 +293,7 @@ if os.path.isdir(pdir):
 
 # ------------------------------------------------------------------ noise
 # others_cpu_s / wall: CPUs kept busy during a test by processes that are not part of
-# the benchmark (colleagues' builds, say). Per test kind, median over contenders x rounds.
+# the benchmark (a build, say). Per test kind, median over contenders x rounds.
 noise, noise_test = {}, {}
 for c in contenders:
     vals = []
@@ -394,7 +394,7 @@ for key, label, unit, hib, nd, target in FIG:
                 [f"{rz_h:.2f}" if rz_h is not None else "", f"{rz_d:.2f}" if rz_d is not None else "",
                  tdesc, verdict, "" if nz is None else f"{nz:.2f}"])
 
-hdr = ["figure", "unit", "direct", "haproxy", "ztproxy", "zt/haproxy", "zt/direct", "target (issue 6)", "verdict", "other load"]
+hdr = ["figure", "unit", "direct", "haproxy", "ztproxy", "zt/haproxy", "zt/direct", "target", "verdict", "other load"]
 
 # ------------------------------------------------------------------ write
 machine = {"nproc": int(env.get("host_nproc", 0) or 0), "cpu_model": env.get("cpu_model"), "kernel": env.get("kernel"),

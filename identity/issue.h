@@ -30,7 +30,7 @@ typedef struct {
   int64_t now;                /* unix seconds */
   int64_t ttl;                /* seconds, > 0 */
   int64_t backdate;           /* seconds, >= 0: notBefore = now - backdate */
-  /* Added with issue 3. All optional (NULL/0 = the defaults above). */
+  /* Optional (NULL/0 = the defaults above). */
   const char *ca_cert;        /* parent CA: make an intermediate signed by it (the  */
   const char *ca_key;         /* cert file then holds it plus the parent's chain)  */
   const char *key_type;       /* "p256" (default), "p384", "rsa2048", "rsa3072";
@@ -52,7 +52,7 @@ typedef struct {
   int64_t now;                /* unix seconds */
   int64_t ttl;                /* seconds, > 0: notAfter = now - backdate + ttl */
   int64_t backdate;           /* seconds, >= 0: notBefore = now - backdate */
-  /* Added with issue 3. All optional. */
+  /* Optional. */
   const char *key_type;       /* as for the CA */
   const char *sig;            /* as for the CA */
   const char *key_usage;      /* test only: replaces "digitalSignature" ("" = no

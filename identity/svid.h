@@ -8,7 +8,7 @@
  * and no heap use beyond wolfSSL's certificate parser, which is freed before return.
  *
  * Reason codes are static strings, shared with the TLS layer's failure reasons
- * (/work/spec.md "TLS failure reasons"); they go verbatim to the access log's
+ * (README "Peer verification"); they go verbatim to the access log's
  * `tls_error` and to metrics labels. zt_svid_reason_text() gives the log sentence.
  */
 #ifndef ZT_SVID_H
@@ -26,7 +26,7 @@
 #define ZT_SVID_MULTIPLE_URI_SANS "multiple_uri_sans"
 #define ZT_SVID_INVALID_SPIFFE_ID "invalid_spiffe_id"
 #define ZT_SVID_LEAF_IS_CA "leaf_is_ca"
-/* Added with issue 3 (full X.509-SVID rules): */
+/* The full X.509-SVID rules: */
 #define ZT_SVID_LEAF_CERT_SIGN "leaf_can_sign_certs"  /* leaf has keyCertSign/cRLSign */
 #define ZT_SVID_NO_DIGITAL_SIGNATURE "missing_digital_signature"
 #define ZT_SVID_SIGNER_NOT_CA "signer_not_ca"   /* chain cert without CA:TRUE+keyCertSign */
@@ -51,7 +51,7 @@ typedef struct {
   int64_t not_before, not_after;   /* unix seconds, UTC */
   int is_ca;                       /* basicConstraints CA:TRUE */
   char serial[ZT_SVID_SERIAL_HEX_MAX + 1]; /* lowercase hex, no leading "00" pad */
-  /* Added with issue 3, for `identity show` and logs: */
+  /* For `identity show` and logs: */
   char key_type[16];               /* "EC P-256", "RSA", ... */
   int key_bits;                    /* 256, 2048, ...; 0 when unknown */
   char sig_alg[24];                /* "ecdsa-with-SHA256", "sha1WithRSA", ... */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Federation (issue 3, "Several trust domains"): an inbound of example.org with
+"""Federation (several trust domains): an inbound of example.org with
 `identity.federated: [{trust_domain: partner.example, bundle: partner-ca.pem}]`.
 
 - a partner.example workload (an SVID of the partner's own CA) is accepted when the

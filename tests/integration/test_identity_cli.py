@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`ztproxy identity` for issue 3: intermediates (`ca --ca-cert/--ca-key`), chains written
+"""`ztproxy identity`: intermediates (`ca --ca-cert/--ca-key`), chains written
 by `issue`, `--dns`/`--ttl`, `show` with every rule in words and its exit status, and
 `revoke` CRLs, cross-checked with the openssl command line when it is installed."""
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Policy reload under live traffic (issue 4, "Reload on file change and SIGHUP"):
+"""Policy reload under live traffic (on file change and SIGHUP):
 
 - a few connections stream data continuously (echo, checked chunk by chunk) through
   outbound ztproxies holding two identities A and B; the policy file is replaced:

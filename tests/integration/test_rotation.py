@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Identity rotation on a running inbound ztproxy (issue 3):
+"""Identity rotation on a running inbound ztproxy:
 
 - a 256 MiB echo transfer (outbound -> inbound -> app, sent and received concurrently,
   sha256 both ways) stays byte-exact while the inbound's SVID and key are replaced ten

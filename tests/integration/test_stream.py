@@ -5,7 +5,7 @@
 
 64 MiB each way at once arrives byte-exact, small request/response exchanges work on one
 and on many connections, the inbound presents its SVID to a plain TLS client, and both
-proxies write access-log records with every field of the spec.
+proxies write access-log records with every field the README documents.
 """
 
 import hashlib

@@ -1144,7 +1144,7 @@ def _is_int(v):
 
 
 def check_record_shape(r, what="record"):
-    """Every field of the spec is present with a value of the right type."""
+    """Every field the README documents is present with a value of the right type."""
     missing = [f for f in FIELDS if f not in r]
     check(not missing, "%s lacks fields %s: %s" % (what, missing, json.dumps(r)))
     check(isinstance(r["ts"], str) and TS_RE.match(r["ts"]),
