@@ -162,6 +162,19 @@ def case_valid_config(c):
     check_eq(r.rc, 0, "exit status of check -c ztproxy.yaml (relative)\n%r" % r)
 
 
+def case_default_allow_is_warned_at_load(c):
+    """`default: allow` loads (it must be written out) but is warned about, with its
+    position (run loads policies through the same code)."""
+    d = folder(c)
+    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), BASE)
+    pol = ztlib.write_text(os.path.join(d, "policy.yaml"),
+                           POLICY.replace("default: deny", "default: allow"))
+    r = ztlib.run_cli(["check", "-c", cfg], timeout=20)
+    check_eq(r.rc, 0, "exit status (a warning is not an error)\n%r" % r)
+    check("%s:3:10: warning: default: allow" % pol in r.err,
+          "warning with its position on stderr:\n%s" % r.err)
+
+
 def case_unknown_key_in_listener(c):
     t = edit(BASE, insert_after=("max_connections: 100", "    bogus_key: 1"))
     expect_error(c, t, position(t, "bogus_key", "bogus_key"), ["bogus_key", "unknown"])
@@ -347,6 +360,7 @@ def case_policy_yaml_syntax(c):
 
 CASES = [
     ("valid_config_exits_0", case_valid_config),
+    ("default_allow_is_warned_at_load", case_default_allow_is_warned_at_load),
     ("unknown_key_in_listener", case_unknown_key_in_listener),
     ("unknown_top_level_key", case_unknown_top_level_key),
     ("wrong_type_scalar", case_wrong_type_scalar),
