@@ -2,7 +2,8 @@
  *
  * A small HTTP/1.1 server parsed with llhttp: one request per connection (the reply
  * says Connection: close), requests bounded at 8 KiB (431 past it), 400 for anything
- * llhttp refuses, 404 for unknown paths, 405 for methods other than GET. It runs on
+ * llhttp refuses, 404 for unknown paths, 405 for methods other than GET; at most
+ * CLIENTS_MAX clients at once (the admin port is loopback-only, but still). It runs on
  * the main thread's loop; reading the workers' counters takes no lock (metrics.h),
  * and /connections asks each worker for its list through its async handle.
  */
@@ -22,6 +23,7 @@
 
 #define REQ_MAX 8192
 #define URL_MAX 1024
+#define CLIENTS_MAX 64      /* concurrent admin clients; more are closed at once */
 
 typedef struct client {
   uv_tcp_t tcp;
@@ -46,6 +48,7 @@ struct zt_admin {
   llhttp_settings_t settings;
   client_t *waiting;
   client_t *clients;
+  size_t n_clients;
 };
 
 static void free_admin(uv_handle_t *h) { free(h->data); }
@@ -55,6 +58,7 @@ static void on_client_closed(uv_handle_t *h) {
   if (c->prev) c->prev->next = c->next;
   else c->a->clients = c->next;
   if (c->next) c->next->prev = c->prev;
+  c->a->n_clients--;
   free(c->out);
   free(c);
 }
@@ -374,9 +378,10 @@ static void on_connection(uv_stream_t *server, int status) {
   c->next = a->clients;
   if (a->clients) a->clients->prev = c;
   a->clients = c;
+  a->n_clients++;
   uv_tcp_init(server->loop, &c->tcp);
   c->tcp.data = c;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || a->n_clients > CLIENTS_MAX) {
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
     return;
   }

@@ -6,6 +6,7 @@ cap on peer_id series."""
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -188,6 +189,29 @@ def case_admin_endpoints(c):
                       "POST gets 405")
                 big = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"
                 check(raw_http(aport, big).startswith("HTTP/1.1 431"), "oversized gets 431")
+                # Idle clients cannot pile up: past 64 at once, new ones are closed.
+                idle = [connect(aport) for _ in range(80)]
+                try:
+                    closed = set()
+                    deadline = time.monotonic() + 3
+                    while time.monotonic() < deadline:   # EOFs arrive within ms
+                        ready, _, _ = select.select([x for x in idle if x not in closed],
+                                                    [], [], 0.5)
+                        if not ready:
+                            break
+                        for s2 in ready:
+                            try:
+                                if s2.recv(1) == b"":
+                                    closed.add(s2)
+                            except OSError:
+                                closed.add(s2)
+                    closed = len(closed)
+                    check(closed >= 16, "%d of 80 idle admin clients closed, want >= 16" % closed)
+                finally:
+                    for s2 in idle:
+                        safe_close(s2)
+                ztlib.wait_until(lambda: http_get(aport, "/healthz")[0] == 200, 5,
+                                 what="/healthz once the idle clients are gone")
 
 
 def case_admin_refuses_remote_address(c):
