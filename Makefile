@@ -31,9 +31,9 @@ test-asan: build-asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 2
 
-# The benchmark harness against haproxy and the direct path (bench/README.md).
+# The benchmark harness against haproxy and the direct path (bench/README.md); it
+# installs haproxy, nginx and wrk through scripts/bootstrap.sh --bench itself.
 bench: build
-	@scripts/bootstrap.sh --bench
 	bench/run.sh
 
 clean:

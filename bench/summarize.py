@@ -407,7 +407,7 @@ doc = {
                    "holds": hold_ns, "quick": env.get("quick") == "1", "contenders": contenders,
                    "threads_per_proxy": 1, "tls": "TLS 1.3, TLS_AES_128_GCM_SHA256, P-256 ECDHE, ECDSA P-256 SVIDs",
                    "body_bytes": 1024},
-    "command": "make bench  (= scripts/bootstrap.sh --bench && bench/run.sh" + (" --quick" if env.get("quick") == "1" else "") + ")",
+    "command": "make bench  (= make build && bench/run.sh" + (" --quick" if env.get("quick") == "1" else "") + ")",
     "figures": figures,
     "errors": {c: errors[c] for c in contenders},
     "noise_other_load_cpus": noise,
