@@ -602,17 +602,60 @@ static void cert_free(Cert *c) {
   free(c);
 }
 
+/* ---- what issuing a CA and an SVID share ----------------------------------------- */
+
+/* One certificate being made: the new key pair, the wolfSSL Cert under construction,
+ * its SANs, the random generator, and the signed DER once made. */
+typedef struct {
+  WC_RNG rng;
+  int have_rng;
+  zkey_t *key;
+  Cert *c;
+  sans_t *sans;
+  unsigned char *der;
+  int der_len;
+} build_t;
+
+/* Generate the key (key_type) and start the certificate, to be signed by signer (NULL:
+ * by the new key itself) with signature sig. build_end() undoes whatever was done. */
+static int build_begin(build_t *b, const char *key_type, const char *sig,
+                       const zkey_t *signer, zt_error_t *err) {
+  memset(b, 0, sizeof(*b));
+  b->c = malloc(sizeof(*b->c));
+  b->sans = calloc(1, sizeof(*b->sans));
+  b->key = calloc(1, sizeof(*b->key));
+  if (b->c == NULL || b->sans == NULL || b->key == NULL)
+    return zt_error_set(err, NULL, 0, 0, "out of memory");
+  if (wc_InitRng(&b->rng) != 0)
+    return zt_error_set(err, NULL, 0, 0, "cannot initialise the random generator");
+  b->have_rng = 1;
+  if (zkey_generate(b->key, key_type, &b->rng, err) != 0) return -1;
+  if (wc_InitCert(b->c) != 0) return zt_error_set(err, NULL, 0, 0, "wc_InitCert failed");
+  b->c->sigType = sig_type(signer ? signer : b->key, sig);
+  b->c->keyType = b->key->type == RSA_KEY ? RSA_KEY : ECC_KEY;
+  return 0;
+}
+
+static void build_end(build_t *b) {
+  free(b->der);
+  cert_free(b->c);
+  free(b->sans);
+  if (b->key != NULL) {
+    zkey_free(b->key);
+    free(b->key);
+  }
+  if (b->have_rng) wc_FreeRng(&b->rng);
+  memset(b, 0, sizeof(*b));
+}
+
 /* ---- CA ----------------------------------------------------------------------- */
 
 int zt_issue_ca(const zt_issue_ca_opts_t *o, const char *cert_path,
                 const char *key_path, zt_issue_result_t *res, zt_error_t *err) {
-  WC_RNG rng;
-  zkey_t *key = NULL;
+  build_t b;
   ca_t *parent = NULL;
-  Cert *c = NULL;
-  sans_t *sans = NULL;
-  unsigned char *der = NULL;
-  int der_len = 0, rc = -1, have_rng = 0;
+  Cert *c;
+  int rc = -1;
   const char *why = NULL;
   char uri[ZT_TRUST_DOMAIN_MAX + 16], cn[ZT_TRUST_DOMAIN_MAX + 32];
 
@@ -629,68 +672,49 @@ int zt_issue_ca(const zt_issue_ca_opts_t *o, const char *cert_path,
   snprintf(cn, sizeof(cn), "ztproxy %sCA %s", o->ca_cert ? "intermediate " : "",
            o->trust_domain);
 
-  c = malloc(sizeof(*c));
-  sans = calloc(1, sizeof(*sans));
-  key = calloc(1, sizeof(*key));
-  parent = o->ca_cert ? calloc(1, sizeof(*parent)) : NULL;
-  if (c == NULL || sans == NULL || key == NULL || (o->ca_cert && parent == NULL)) {
-    zt_error_set(err, NULL, 0, 0, "out of memory");
-    goto done;
+  memset(&b, 0, sizeof(b));
+  if (o->ca_cert) {
+    if ((parent = calloc(1, sizeof(*parent))) == NULL)
+      return zt_error_set(err, NULL, 0, 0, "out of memory");
+    if (ca_load(parent, o->ca_cert, o->ca_key, err) != 0) {
+      free(parent);
+      return -1;
+    }
   }
-  if (parent != NULL && ca_load(parent, o->ca_cert, o->ca_key, err) != 0) {
-    free(parent);
-    parent = NULL;
+  if (build_begin(&b, o->key_type, o->sig, parent ? &parent->key : NULL, err) != 0)
     goto done;
-  }
-  if (wc_InitRng(&rng) != 0) {
-    zt_error_set(err, NULL, 0, 0, "cannot initialise the random generator");
-    goto done;
-  }
-  have_rng = 1;
-  if (zkey_generate(key, o->key_type, &rng, err) != 0) goto done;
-  if (wc_InitCert(c) != 0) {
-    zt_error_set(err, NULL, 0, 0, "wc_InitCert failed");
-    goto done;
-  }
-  c->sigType = sig_type(parent ? &parent->key : key, o->sig);
-  c->keyType = key->type == RSA_KEY ? RSA_KEY : ECC_KEY;
+  c = b.c;
   c->isCA = 1;
   c->selfSigned = parent ? 0 : 1;
   set_name(&c->subject, "ztproxy", cn);
   if (set_validity(c, o->now, o->backdate, o->ttl, err) != 0) goto done;
-  if (set_serial(c, &rng) != 0 || sans_add(sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE,
-                                           uri) != 0 || sans_finish(sans, c) != 0 ||
+  if (set_serial(c, &b.rng) != 0 ||
+      sans_add(b.sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, uri) != 0 ||
+      sans_finish(b.sans, c) != 0 ||
       wc_SetKeyUsage(c, o->key_usage ? o->key_usage
                                      : "keyCertSign,cRLSign,digitalSignature") != 0 ||
-      wc_SetSubjectKeyIdFromPublicKey(c, zk_rsa(key), zk_ecc(key)) != 0 ||
+      wc_SetSubjectKeyIdFromPublicKey(c, zk_rsa(b.key), zk_ecc(b.key)) != 0 ||
       (parent == NULL &&
-       wc_SetAuthKeyIdFromPublicKey(c, zk_rsa(key), zk_ecc(key)) != 0)) {
+       wc_SetAuthKeyIdFromPublicKey(c, zk_rsa(b.key), zk_ecc(b.key)) != 0)) {
     zt_error_set(err, NULL, 0, 0, "cannot set the certificate's extensions");
     goto done;
   }
   if (parent != NULL && set_issuer(c, parent, o->ca_cert, err) != 0) goto done;
-  if (make_and_sign(c, key, parent ? &parent->key : key, &rng, &der, &der_len, res,
-                    err) != 0)
+  if (make_and_sign(c, b.key, parent ? &parent->key : b.key, &b.rng, &b.der, &b.der_len,
+                    res, err) != 0)
     goto done;
-  if (write_key_pem(key, key_path, err) != 0) goto done;
-  if (write_cert_pem(der, der_len, parent ? &parent->parents : NULL, cert_path, err) !=
-      0)
+  if (write_key_pem(b.key, key_path, err) != 0) goto done;
+  if (write_cert_pem(b.der, b.der_len, parent ? &parent->parents : NULL, cert_path,
+                     err) != 0)
     goto done;
   rc = 0;
 
 done:
-  free(der);
-  cert_free(c);
-  free(sans);
-  if (key != NULL) {
-    zkey_free(key);
-    free(key);
-  }
+  build_end(&b);
   if (parent != NULL) {
     ca_free(parent);
     free(parent);
   }
-  if (have_rng) wc_FreeRng(&rng);
   return rc;
 }
 
@@ -698,13 +722,10 @@ done:
 
 int zt_issue_svid(const zt_issue_svid_opts_t *o, const char *cert_path,
                   const char *key_path, zt_issue_result_t *res, zt_error_t *err) {
-  WC_RNG rng;
-  zkey_t *key = NULL;
+  build_t b;
   ca_t *ca = NULL;
-  Cert *c = NULL;
-  sans_t *sans = NULL;
-  unsigned char *der = NULL;
-  int der_len = 0, rc = -1, have_rng = 0;
+  Cert *c;
+  int rc = -1;
   const char *why = NULL, *ku;
   zt_spiffe_id_t sid;
   size_t i;
@@ -733,53 +754,37 @@ int zt_issue_svid(const zt_issue_svid_opts_t *o, const char *cert_path,
     return -1;
   }
 
-  c = malloc(sizeof(*c));
-  sans = calloc(1, sizeof(*sans));
-  key = calloc(1, sizeof(*key));
-  if (c == NULL || sans == NULL || key == NULL) {
-    zt_error_set(err, NULL, 0, 0, "out of memory");
-    goto done;
-  }
-  if (wc_InitRng(&rng) != 0) {
-    zt_error_set(err, NULL, 0, 0, "cannot initialise the random generator");
-    goto done;
-  }
-  have_rng = 1;
-  if (zkey_generate(key, o->key_type, &rng, err) != 0) goto done;
-  if (wc_InitCert(c) != 0) {
-    zt_error_set(err, NULL, 0, 0, "wc_InitCert failed");
-    goto done;
-  }
-  c->sigType = sig_type(&ca->key, o->sig);
-  c->keyType = key->type == RSA_KEY ? RSA_KEY : ECC_KEY;
+  if (build_begin(&b, o->key_type, o->sig, &ca->key, err) != 0) goto done;
+  c = b.c;
   c->isCA = o->is_ca ? 1 : 0;
   c->basicConstSet = 1; /* an explicit (empty, so CA:FALSE) basicConstraints */
   set_name(&c->subject, "ztproxy", NULL);
   if (set_validity(c, o->now, o->backdate, o->ttl, err) != 0) goto done;
 
-  if (!o->no_uri && sans_add(sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, o->id) != 0)
+  if (!o->no_uri && sans_add(b.sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, o->id) != 0)
     goto too_many;
   for (i = 0; i < o->n_extra_uris; i++)
-    if (sans_add(sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, o->extra_uris[i]) != 0)
+    if (sans_add(b.sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, o->extra_uris[i]) != 0)
       goto too_many;
   for (i = 0; i < o->n_dns; i++)
-    if (sans_add(sans, ASN_CONTEXT_SPECIFIC | ASN_DNS_TYPE, o->dns[i]) != 0)
+    if (sans_add(b.sans, ASN_CONTEXT_SPECIFIC | ASN_DNS_TYPE, o->dns[i]) != 0)
       goto too_many;
-  if (sans_finish(sans, c) != 0) goto too_many;
+  if (sans_finish(b.sans, c) != 0) goto too_many;
 
   ku = o->key_usage ? o->key_usage
                     : o->is_ca ? "keyCertSign,cRLSign,digitalSignature"
                                : "digitalSignature";
-  if (set_serial(c, &rng) != 0 || (ku[0] != '\0' && wc_SetKeyUsage(c, ku) != 0) ||
+  if (set_serial(c, &b.rng) != 0 || (ku[0] != '\0' && wc_SetKeyUsage(c, ku) != 0) ||
       wc_SetExtKeyUsage(c, "serverAuth,clientAuth") != 0 ||
-      wc_SetSubjectKeyIdFromPublicKey(c, zk_rsa(key), zk_ecc(key)) != 0) {
+      wc_SetSubjectKeyIdFromPublicKey(c, zk_rsa(b.key), zk_ecc(b.key)) != 0) {
     zt_error_set(err, NULL, 0, 0, "cannot set the certificate's extensions");
     goto done;
   }
   if (set_issuer(c, ca, o->ca_cert, err) != 0) goto done;
-  if (make_and_sign(c, key, &ca->key, &rng, &der, &der_len, res, err) != 0) goto done;
-  if (write_key_pem(key, key_path, err) != 0) goto done;
-  if (write_cert_pem(der, der_len, &ca->parents, cert_path, err) != 0) goto done;
+  if (make_and_sign(c, b.key, &ca->key, &b.rng, &b.der, &b.der_len, res, err) != 0)
+    goto done;
+  if (write_key_pem(b.key, key_path, err) != 0) goto done;
+  if (write_cert_pem(b.der, b.der_len, &ca->parents, cert_path, err) != 0) goto done;
   rc = 0;
   goto done;
 
@@ -787,16 +792,9 @@ too_many:
   zt_error_set(err, NULL, 0, 0, "the subject alternative names do not fit in %d bytes",
                (int)CTC_MAX_ALT_SIZE);
 done:
-  free(der);
-  cert_free(c);
-  free(sans);
-  if (key != NULL) {
-    zkey_free(key);
-    free(key);
-  }
+  build_end(&b);
   ca_free(ca);
   free(ca);
-  if (have_rng) wc_FreeRng(&rng);
   return rc;
 }
 
