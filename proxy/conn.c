@@ -57,6 +57,7 @@ struct zt_conn {
   zt_conn_state_t state;
   bool inbound, up_open, counted, decided;
   bool ticket_kept;               /* outbound: this connection's ticket is cached */
+  uint8_t ticket_looks;           /* outbound: pumps that looked for a new ticket */
   bool offered_ticket;            /* outbound: resumption was offered with ... */
   unsigned char offered_prefix[32]; /* ... the ticket that starts with these bytes */
   bool tls_paused, plain_paused;  /* reading stopped by backpressure */
@@ -688,7 +689,12 @@ static void pump_tls(zt_conn_t *c) {
     zt_block_put(c->w, b);
   }
   if (flush_tx(c)) return;          /* wolfSSL may answer a KeyUpdate, say */
-  if (!c->ticket_kept) keep_ticket(c);
+  /* The server's ticket is its first post-handshake message: look for it in the
+   * first few pumps only, so that a server that sends none costs nothing later. */
+  if (!c->ticket_kept && c->ticket_looks < 8) {
+    c->ticket_looks++;
+    keep_ticket(c);
+  }
   release_rx_if_empty(c);
   if (c->pending_plain > ZT_HIGH_WATER && !c->tls_paused) {
     c->tls_paused = true;

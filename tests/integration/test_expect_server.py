@@ -23,20 +23,6 @@ from ztlib import (CLIENT_ID, SERVER_ID, TD, check, check_eq, check_record_shape
 OTHER_ID = "spiffe://%s/ns/api/sa/other" % TD
 
 
-class Ctx:
-    pass
-
-
-def setup():
-    c = Ctx()
-    c.mesh = ztlib.Mesh()
-    return c
-
-
-def teardown(c):
-    c.mesh.cleanup()
-
-
 def refused_at_outbound(c, out, app_seen, reason):
     """A client of out is closed; out logs tls_error=reason; app_seen() -> (connections,
     bytes) of the application behind the server stays (0, 0)."""
@@ -200,4 +186,4 @@ CASES = [
 ]
 
 if __name__ == "__main__":
-    ztlib.run_cases("test_expect_server", CASES, setup=setup, teardown=teardown)
+    ztlib.run_cases("test_expect_server", CASES, setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)

@@ -29,20 +29,6 @@ SANITIZED = os.environ.get("ZT_SANITIZE", "").upper() in ("1", "ON", "TRUE", "YE
 MiB = 1024 * 1024
 
 
-class Ctx:
-    pass
-
-
-def setup():
-    c = Ctx()
-    c.mesh = ztlib.Mesh()
-    return c
-
-
-def teardown(c):
-    c.mesh.cleanup()
-
-
 def chain(c, app_port, workers=None):
     extra = {"workers": workers} if workers else None
     inp = c.mesh.inbound_proxy(app_port, cfg_extra=extra)
@@ -255,4 +241,4 @@ CASES = [
 ]
 
 if __name__ == "__main__":
-    ztlib.run_cases("test_flow", CASES, setup=setup, teardown=teardown)
+    ztlib.run_cases("test_flow", CASES, setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)

@@ -42,6 +42,8 @@ def certs_in(path):
 
 
 def openssl(*args):
+    """The openssl CLI as an independent second opinion (never used for the PKI)."""
+    check(OPENSSL is not None, "openssl is not installed (scripts/bootstrap.sh installs it)")
     return subprocess.run([OPENSSL] + list(args), capture_output=True, text=True,
                           timeout=30)
 
@@ -54,9 +56,8 @@ def case_intermediate_chain(pki):
     r = cli("identity", "show", cert, "--bundle", pki.ca_cert)
     check_eq(r.rc, 0, "show --bundle on an intermediate-issued SVID\n%r" % r)
     check("chain:        2 certificates" in r.out, "chain not shown\n%r" % r)
-    if OPENSSL:
-        v = openssl("verify", "-CAfile", pki.ca_cert, "-untrusted", cert, cert)
-        check_eq(v.returncode, 0, "openssl verify: %s %s" % (v.stdout, v.stderr))
+    v = openssl("verify", "-CAfile", pki.ca_cert, "-untrusted", cert, cert)
+    check_eq(v.returncode, 0, "openssl verify: %s %s" % (v.stdout, v.stderr))
 
 
 def case_show_prints_everything(pki):
@@ -68,11 +69,10 @@ def case_show_prints_everything(pki):
                  "not before:", "not after:", "EC P-256", "ecdsa-with-SHA256",
                  "ok    digitalSignature key usage", "verdict:      ok"):
         check(want in r.out, "show lacks %r\n%r" % (want, r))
-    if OPENSSL:
-        t = openssl("x509", "-in", cert, "-noout", "-text", "-serial")
-        check("DNS:x.local" in t.stdout, "no DNS SAN\n" + t.stdout)
-        serial = re.search(r"serial=([0-9A-F]+)", t.stdout).group(1).lower()
-        check(serial.lstrip("0") in r.out, "serial %s not shown" % serial)
+    t = openssl("x509", "-in", cert, "-noout", "-text", "-serial")
+    check("DNS:x.local" in t.stdout, "no DNS SAN\n" + t.stdout)
+    serial = re.search(r"serial=([0-9A-F]+)", t.stdout).group(1).lower()
+    check(serial.lstrip("0") in r.out, "serial %s not shown" % serial)
 
 
 def bad_issue(pki, name, *extra):
@@ -130,14 +130,13 @@ def case_revoke_writes_a_crl_openssl_accepts(pki):
     check_eq(r.rc, 0, "revoke\n%r" % r)
     with open(crl) as f:
         check("-----BEGIN X509 CRL-----" in f.read(), "not a PEM CRL")
-    if OPENSSL:
-        t = openssl("crl", "-in", crl, "-noout", "-text")
-        check_eq(t.returncode, 0, "openssl crl: " + t.stderr)
-        check(serial.upper() in t.stdout.replace(":", "").upper(), "serial not listed")
-        v = openssl("verify", "-crl_check", "-CRLfile", crl, "-CAfile", pki.ca_cert,
-                    "-untrusted", cert, cert)
-        check(v.returncode != 0 and "revoked" in (v.stdout + v.stderr),
-              "openssl does not see it revoked: %s %s" % (v.stdout, v.stderr))
+    t = openssl("crl", "-in", crl, "-noout", "-text")
+    check_eq(t.returncode, 0, "openssl crl: " + t.stderr)
+    check(serial.upper() in t.stdout.replace(":", "").upper(), "serial not listed")
+    v = openssl("verify", "-crl_check", "-CRLfile", crl, "-CAfile", pki.ca_cert,
+                "-untrusted", cert, cert)
+    check(v.returncode != 0 and "revoked" in (v.stdout + v.stderr),
+          "openssl does not see it revoked: %s %s" % (v.stdout, v.stderr))
     r = cli("identity", "revoke", "--ca-cert", pki.int_cert, "--ca-key", pki.int_key,
             "--serial", "zz", "--out", crl)
     check_eq(r.rc, 1, "revoke with a bad serial\n%r" % r)

@@ -20,20 +20,6 @@ OTHER = "spiffe://%s/ns/other/sa/x" % TD
 ONE = {"workers": 1}
 
 
-class Ctx:
-    pass
-
-
-def setup():
-    c = Ctx()
-    c.mesh = ztlib.Mesh()
-    return c
-
-
-def teardown(c):
-    c.mesh.cleanup()
-
-
 def call(port, msg=b"ping"):
     s = connect(port)
     try:
@@ -146,4 +132,4 @@ CASES = [
 ]
 
 if __name__ == "__main__":
-    ztlib.run_cases("test_resumption", CASES, setup=setup, teardown=teardown)
+    ztlib.run_cases("test_resumption", CASES, setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)

@@ -20,20 +20,6 @@ from ztlib import (CLIENT_ID, check, check_eq, check_record_shape, connect,  # n
                    echo_roundtrip, expect_closed, recv_until_eof, safe_close, wait_until)
 
 
-class Ctx:
-    pass
-
-
-def setup():
-    c = Ctx()
-    c.mesh = ztlib.Mesh()
-    return c
-
-
-def teardown(c):
-    c.mesh.cleanup()
-
-
 def chain(c, app_port, inbound_kw=None, outbound_kw=None, in_cfg=None, out_cfg=None):
     inp = c.mesh.inbound_proxy(app_port, cfg_extra=in_cfg, **(inbound_kw or {}))
     out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra=out_cfg, **(outbound_kw or {}))
@@ -380,4 +366,4 @@ CASES = [
 ]
 
 if __name__ == "__main__":
-    ztlib.run_cases("test_stream_control", CASES, setup=setup, teardown=teardown)
+    ztlib.run_cases("test_stream_control", CASES, setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)

@@ -1245,6 +1245,21 @@ class Mesh:
         self.ws.cleanup()
 
 
+class Ctx:
+    """A test script's shared state (setup() returns one, every case gets it)."""
+
+
+def mesh_setup():
+    """The common setup(): a Ctx with a Mesh (trust domain, client and server SVIDs)."""
+    c = Ctx()
+    c.mesh = Mesh()
+    return c
+
+
+def mesh_teardown(c):
+    c.mesh.cleanup()
+
+
 def echo_roundtrip(sock, msg, timeout=5.0):
     sock.sendall(msg)
     got = recv_exact(sock, len(msg), timeout)

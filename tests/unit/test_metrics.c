@@ -8,6 +8,15 @@
 #include "metrics.h"
 #include "zt_test.h"
 
+/* The exposition of n workers' metrics for one listener named name (malloc'd). */
+static char *render(const char *name, zt_worker_metrics_t **ws, size_t n) {
+  const char *names[] = {name};
+  zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
+                         .n_workers = n, .version = "t"};
+  size_t len;
+  return zt_metrics_render(&v, &len);
+}
+
 static size_t count_lines_with(const char *text, const char *needle) {
   size_t n = 0;
   for (const char *p = text; (p = strstr(p, needle)); p++) n++;
@@ -24,12 +33,8 @@ ZT_TEST(peer_series_are_capped_with_an_other_bucket) {
   }
   ZT_ASSERT(m.peers.used <= 100);
   {
-    const char *names[] = {"in"};
     zt_worker_metrics_t *ws[] = {&m};
-    zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
-                           .n_workers = 1, .version = "t"};
-    size_t len;
-    char *text = zt_metrics_render(&v, &len);
+    char *text = render("in", ws, 1);
     ZT_ASSERT(text != NULL);
     /* At most 100 series for peer IDs, "other" included. */
     ZT_ASSERT(count_lines_with(text, "ztproxy_peer_connections_total{") <= 100);
@@ -49,12 +54,8 @@ ZT_TEST(series_sum_over_workers_and_fold_past_the_cap) {
   zt_count(&a.listeners[0].bytes_in, 5);
   zt_count(&b.listeners[0].bytes_in, 7);
   {
-    const char *names[] = {"in"};
     zt_worker_metrics_t *ws[] = {&a, &b};
-    zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
-                           .n_workers = 2, .version = "t"};
-    size_t len;
-    char *text = zt_metrics_render(&v, &len);
+    char *text = render("in", ws, 2);
     ZT_ASSERT(text != NULL);
     ZT_ASSERT(strstr(text, "peer_id=\"spiffe://t/a\",decision=\"allow\"} 2\n") != NULL);
     ZT_ASSERT(strstr(text, "peer_id=\"spiffe://t/b\",decision=\"deny\"} 1\n") != NULL);
@@ -67,14 +68,10 @@ ZT_TEST(series_sum_over_workers_and_fold_past_the_cap) {
 
 ZT_TEST(label_values_are_escaped) {
   zt_worker_metrics_t m;
-  const char *names[] = {"we\"ird\\name"};
   zt_worker_metrics_t *ws[] = {&m};
-  zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
-                         .n_workers = 1, .version = "t"};
-  size_t len;
   char *text;
   ZT_ASSERT(zt_metrics_worker_init(&m, 1, 10) == 0);
-  text = zt_metrics_render(&v, &len);
+  text = render("we\"ird\\name", ws, 1);
   ZT_ASSERT(text && strstr(text, "listener=\"we\\\"ird\\\\name\"") != NULL);
   free(text);
   zt_metrics_worker_free(&m);
@@ -82,16 +79,12 @@ ZT_TEST(label_values_are_escaped) {
 
 ZT_TEST(histogram_buckets_are_cumulative) {
   zt_worker_metrics_t m;
-  const char *names[] = {"in"};
   zt_worker_metrics_t *ws[] = {&m};
-  zt_metrics_view_t v = {.listener_names = names, .n_listeners = 1, .workers = ws,
-                         .n_workers = 1, .version = "t"};
-  size_t len;
   char *text;
   ZT_ASSERT(zt_metrics_worker_init(&m, 1, 10) == 0);
   zt_histogram_observe(&m.listeners[0].duration, zt_duration_buckets, 2000);       /* 2 ms */
   zt_histogram_observe(&m.listeners[0].duration, zt_duration_buckets, 7200000000); /* 2 h */
-  text = zt_metrics_render(&v, &len);
+  text = render("in", ws, 1);
   ZT_ASSERT(text != NULL);
   ZT_ASSERT(strstr(text, "duration_seconds_bucket{listener=\"in\",le=\"0.001\"} 0\n"));
   ZT_ASSERT(strstr(text, "duration_seconds_bucket{listener=\"in\",le=\"0.005\"} 1\n"));
