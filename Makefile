@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build build-asan demo test test-plain test-asan bench clean
+.PHONY: all deps build build-asan demo test test-plain test-asan bench bench-policy clean
 
 all: build
 
@@ -35,6 +35,10 @@ test-asan: build-asan
 # installs haproxy, nginx and wrk through scripts/bootstrap.sh --bench itself.
 bench: build
 	bench/run.sh
+
+# ns per policy decision at 10, 1,000 and 100,000 rules (bench/policy_bench.c).
+bench-policy: build
+	build/bench/policy_bench
 
 clean:
 	rm -rf build build-asan

@@ -454,7 +454,7 @@ int zt_policy_load(const char *file, zt_policy_t **out, zt_error_t *err) {
   off_strs = align_up(off_ports + m.n_ports * sizeof(pol_ports_t), alignof(pol_str_t));
   off_pool = off_strs + m.n_strs * sizeof(pol_str_t);
   total = off_pool + m.n_pool;
-  mem = calloc(1, total);
+  mem = zt_policy__alloc(total);
   if (mem == NULL) {
     zt_error_set(err, file, 0, 0, "out of memory loading the policy");
     goto fail;
@@ -539,14 +539,4 @@ zt_action_t zt_policy_rule_action(const zt_policy_t *p, size_t i) {
 int zt_policy_rule_line(const zt_policy_t *p, size_t i) {
   const pol_rule_t *r = rule_at(p, i);
   return r ? r->line : 0;
-}
-
-uint64_t zt_policy_rule_hits(const zt_policy_t *p, size_t i) {
-  return i < p->n_rules
-             ? atomic_load_explicit(&p->hot[p->by_file[i]].hits, memory_order_relaxed)
-             : 0;
-}
-
-uint64_t zt_policy_default_hits(const zt_policy_t *p) {
-  return atomic_load_explicit(&p->hot[p->n_rules].hits, memory_order_relaxed);
 }

@@ -71,8 +71,9 @@ size_t zt_policy_rule_count(const zt_policy_t *p);
 const char *zt_policy_rule_name(const zt_policy_t *p, size_t i);
 zt_action_t zt_policy_rule_action(const zt_policy_t *p, size_t i);
 int zt_policy_rule_line(const zt_policy_t *p, size_t i);      /* 1-based, in the file */
-uint64_t zt_policy_rule_hits(const zt_policy_t *p, size_t i); /* decisions it made */
-uint64_t zt_policy_default_hits(const zt_policy_t *p);        /* decided by default */
+/* Decisions made so far by each rule, in file order, and by the default at
+ * hits[zt_policy_rule_count(p)]: the caller's array holds that many plus one. */
+void zt_policy_hits(const zt_policy_t *p, uint64_t *hits);
 
 /* Whether rule i (file order) alone matches r, and why or why not, as one line in why
  * (such as: from "*" matches; port 8080 is in 8080, 9000-9099). A plain linear check

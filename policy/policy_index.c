@@ -9,10 +9,12 @@
  *     ("spiffe://td/a/\*" stored as "spiffe://td/a/"; "spiffe://td/\*" is the prefix
  *     "spiffe://td/", so the first level of prefixes is the trust-domain table). A key
  *     carries two ascending position lists: rules naming it exactly, rules naming it
- *     as a prefix. Prefixes live at segment boundaries, so the table is a segment trie
- *     whose nodes are found by hashing: a lookup visits the ID's '/' boundaries once,
- *     hashing incrementally (8 bytes per step), and probes only the lengths at which
- *     some prefix key exists (a bitset of lengths);
+ *     as a prefix; a key named by one rule holds that rule in place (policy_int.h:
+ *     control bytes probed 16 at a time, one cache line per key). Prefixes live at
+ *     segment boundaries, so the table is a segment trie whose nodes are found by
+ *     hashing: a lookup visits the ID's '/' boundaries once, hashing incrementally (8
+ *     bytes per step), and probes only the lengths at which some prefix key exists (a
+ *     bitset of lengths);
  *   - the list of rules with `from: "*"`;
  *   - per rule, the merged port ranges, or a bitmap (65536 bits, shared between rules
  *     with the same set) when there are more than POL_PORTS_INLINE ranges.
@@ -20,17 +22,31 @@
  * Each list is walked in position order and stops at the first full match or at the
  * best position found so far; the decision costs O(length of the ID + rules naming
  * the same keys), not O(rules). Nothing is allocated and nothing is locked; the only
- * write is one relaxed atomic increment of the deciding rule's hit counter.
+ * write is one relaxed atomic increment of the deciding rule's hit counter (in its key
+ * when it is in place there, summed per rule by zt_policy_hits).
  *
  * (Patterns are written "/\*" in comments: C comments cannot hold a slash-star.)
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "policy.h"
 #include "policy_int.h"
 
 #define NO_RULE UINT32_MAX
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    defined(__GNUC__)
+#define SWAR 1
+#define PREFETCH(a) __builtin_prefetch(a)
+#else
+#define PREFETCH(a) ((void)(a))
+#endif
 
 /* ---- hashing of ID prefixes ---------------------------------------------------- */
 
@@ -69,19 +85,58 @@ static uint64_t hash_str(const char *s, size_t len) {
   return finish(st, w, len);
 }
 
-static inline const pol_key_t *find_hashed(const zt_policy_t *p, uint64_t h,
-                                           const char *s, size_t len) {
+/* Every key starts with "spiffe://"; a query that does not matches none, and one
+ * that does is compared from there on. */
+static inline bool spiffe_scheme(const char *s, size_t len) {
+  return len > POL_KEY_SKIP && len <= UINT16_MAX && memcmp(s, "spiffe://", POL_KEY_SKIP) == 0;
+}
+
+static inline uint8_t ctrl_tag(uint64_t h) { return (uint8_t)(h >> 57); }   /* 7 bits */
+
+/* A string of the snapshot, from its offset. */
+static inline const char *str_at(const zt_policy_t *p, uint32_t off) {
+  return (const char *)p + off;
+}
+
+/* s starts with "spiffe://" (spiffe_scheme). */
+static inline bool key_is(const zt_policy_t *p, const pol_key_t *k, const char *s,
+                          size_t len) {
+  size_t in = len < POL_KEY_SKIP + POL_KEY_INLINE ? len : POL_KEY_SKIP + POL_KEY_INLINE;
+  return k->len == len && memcmp(k->in, s + POL_KEY_SKIP, in - POL_KEY_SKIP) == 0 &&
+         (len == in || memcmp(str_at(p, k->s) + in, s + in, len - in) == 0);
+}
+
+/* Probing reads 16 control bytes at a time (ctrl has a copy of its first 16 past its
+ * end for that): one compare finds the slots whose tag matches before the first empty
+ * one, with no branch per slot. */
+static inline pol_key_t *find_hashed(const zt_policy_t *p, uint64_t h, const char *s,
+                                     size_t len) {
   size_t i = (size_t)h & p->key_mask;
-  uint32_t tag = (uint32_t)(h >> 32);
-  for (;; i = (i + 1) & p->key_mask) {
-    const pol_key_t *k = &p->keys[i];
-    if (k->len == 0) return NULL;
-    if (k->h == tag && k->len == len && memcmp(k->s, s, len) == 0) return k;
+#ifdef __SSE2__
+  const __m128i tag = _mm_set1_epi8((char)ctrl_tag(h));
+  const __m128i empty = _mm_set1_epi8((char)POL_CTRL_EMPTY);
+  for (;; i = (i + POL_CTRL_GROUP) & p->key_mask) {
+    __m128i g = _mm_loadu_si128((const __m128i *)(p->ctrl + i));
+    unsigned match = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(g, tag));
+    unsigned stop = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(g, empty));
+    if (stop) match &= (stop & (0u - stop)) - 1;     /* before the first empty slot */
+    for (; match; match &= match - 1) {
+      pol_key_t *k = &p->keys[(i + (unsigned)__builtin_ctz(match)) & p->key_mask];
+      if (key_is(p, k, s, len)) return k;
+    }
+    if (stop) return NULL;
   }
+#else
+  uint8_t tag = ctrl_tag(h), c;
+  for (;; i = (i + 1) & p->key_mask) {
+    if ((c = p->ctrl[i]) == POL_CTRL_EMPTY) return NULL;
+    if (c == tag && key_is(p, &p->keys[i], s, len)) return &p->keys[i];
+  }
+#endif
 }
 
 const pol_key_t *zt_policy__find_key(const zt_policy_t *p, const char *s, size_t len) {
-  if (p->keys == NULL || len == 0) return NULL;
+  if (p->keys == NULL || !spiffe_scheme(s, len)) return NULL;
   return find_hashed(p, hash_str(s, len), s, len);
 }
 
@@ -130,53 +185,75 @@ bool zt_policy__from_matches(const pol_from_t *f, const char *id, size_t len) {
 
 /* ---- decisions (data path) ----------------------------------------------------- */
 
-static inline bool hot_port_in(const zt_policy_t *p, const pol_hot_t *h, uint32_t pos,
-                               uint16_t port) {
-  switch (h->ports) {
-  case 0: return true;
-  case 1: return port >= h->port[0].lo && port <= h->port[0].hi;
-  case 2:
-    return (port >= h->port[0].lo && port <= h->port[0].hi) ||
-           (port >= h->port[1].lo && port <= h->port[1].hi);
+static inline bool ports_has(const zt_policy_t *p, unsigned kind, const pol_portset_t *ps,
+                             uint32_t pos, uint16_t port) {
+  switch (kind) {
+  case POL_PORTS_ANY: return true;
+  case POL_PORTS_ONE: return port >= ps->r[0].lo && port <= ps->r[0].hi;
+  case POL_PORTS_TWO:
+    return (port >= ps->r[0].lo && port <= ps->r[0].hi) ||
+           (port >= ps->r[1].lo && port <= ps->r[1].hi);
+  case POL_PORTS_BITMAP: return (ps->bitmap[port >> 3] >> (port & 7)) & 1;
   default: return zt_policy__port_in(&p->rules[pos], port);
   }
 }
 
-/* The first position in list[0..n) below best whose rule matches the request past its
- * `from` (which the list already matched); else best. */
-static inline uint32_t scan(const zt_policy_t *p, const uint32_t *list, uint32_t n,
-                            uint32_t best, const zt_request_t *r, size_t path_len) {
+/* Does the rule at pos, whose `from` matched, match the rest of the request? */
+static inline bool rest_matches(const zt_policy_t *p, uint32_t pos, unsigned how,
+                                const pol_portset_t *ps, const zt_request_t *r,
+                                size_t path_len) {
+  return ports_has(p, POL_HOW_PORTS(how), ps, pos, r->port) &&
+         (!(how & POL_HOW_HTTP) || zt_policy__http_matches(&p->rules[pos], r, path_len));
+}
+
+/* The rule a decision has found so far: its position (NO_RULE: none yet), and the key
+ * it is in place in, if it was found so (else the decision reports p->hot[pos]). */
+typedef struct {
+  uint32_t pos;
+  pol_key_t *key;
+} pick_t;
+
+/* The first position in list[0..n) below best's whose rule matches the request past
+ * its `from` (which the list already matched) becomes best. */
+static inline void scan(const zt_policy_t *p, const uint32_t *list, uint32_t n,
+                        pick_t *best, const zt_request_t *r, size_t path_len) {
   uint32_t i;
   for (i = 0; i < n; i++) {
     uint32_t pos = list[i];
     const pol_hot_t *h;
-    if (pos >= best) break;
+    if (pos >= best->pos) break;
     h = &p->hot[pos];
-    if (!hot_port_in(p, h, pos, r->port)) continue;
-    if (h->http && !zt_policy__http_matches(&p->rules[pos], r, path_len)) continue;
-    return pos;
+    if (rest_matches(p, pos, h->how, &h->ports, r, path_len)) {
+      best->pos = pos;
+      best->key = NULL;
+      return;
+    }
   }
-  return best;
 }
 
-static inline uint32_t scan_key(const zt_policy_t *p, const pol_key_t *k, bool below,
-                                uint32_t best, const zt_request_t *r, size_t path_len) {
-  uint32_t n;
-  const uint32_t *list = zt_policy__key_list(p, k, below, &n);
-  return n ? scan(p, list, n, best, r, path_len) : best;
+static inline void scan_key(const zt_policy_t *p, pol_key_t *k, bool below,
+                            pick_t *best, const zt_request_t *r, size_t path_len) {
+  const pol_lists_t *l;
+  if (k->where == (below ? POL_KEY_BELOW1 : POL_KEY_EXACT1)) {   /* in place */
+    if (k->pos < best->pos && rest_matches(p, k->pos, k->how, &k->ports, r, path_len)) {
+      best->pos = k->pos;
+      best->key = k;
+    }
+    return;
+  }
+  if (k->where != POL_KEY_LISTS) return;
+  l = &p->key_lists[k->pos];
+  if (below) {
+    if (l->below_n) scan(p, p->lists + l->below_off, l->below_n, best, r, path_len);
+  } else if (l->exact_n) {
+    scan(p, p->lists + l->exact_off, l->exact_n, best, r, path_len);
+  }
 }
 
 static inline bool below_len_present(const zt_policy_t *p, size_t len) {
   return len < POL_BELOW_LEN_MAX && ((p->below_lens[len >> 6] >> (len & 63)) & 1);
 }
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
-    defined(__GNUC__)
-#define SWAR 1
-#define PREFETCH(a) __builtin_prefetch(a)
-#else
-#define PREFETCH(a) ((void)(a))
-#endif
 
 /* Candidate prefix keys of one ID: their hashes are all known after one pass, so their
  * slots are prefetched together and the cache misses of a large table overlap. */
@@ -187,46 +264,44 @@ typedef struct {
   unsigned n;
 } cands_t;
 
-static uint32_t probe_cands(const zt_policy_t *p, const zt_request_t *r, size_t path_len,
-                            uint32_t best, cands_t *c) {
+static void probe_cands(const zt_policy_t *p, const zt_request_t *r, size_t path_len,
+                        pick_t *best, cands_t *c) {
   unsigned i;
   for (i = 0; i < c->n; i++) {
-    const pol_key_t *k = find_hashed(p, c->h[i], r->peer_id, c->len[i]);
-    if (k) best = scan_key(p, k, true, best, r, path_len);
+    pol_key_t *k = find_hashed(p, c->h[i], r->peer_id, c->len[i]);
+    if (k) scan_key(p, k, true, best, r, path_len);
   }
   c->n = 0;
-  return best;
 }
 
 /* Note the prefix key ending at the '/' at id[plen - 1] when some prefix key has that
  * length; st and tail as in finish(). */
-static inline uint32_t add_cand(const zt_policy_t *p, const zt_request_t *r,
-                                size_t path_len, uint32_t best, cands_t *c, uint64_t st,
-                                uint64_t tail, size_t plen) {
+static inline void add_cand(const zt_policy_t *p, const zt_request_t *r, size_t path_len,
+                            pick_t *best, cands_t *c, uint64_t st, uint64_t tail,
+                            size_t plen) {
   uint64_t h;
-  if (plen >= r->peer_id_len || !below_len_present(p, plen)) return best;
-  if (c->n == MAX_CANDS) best = probe_cands(p, r, path_len, best, c);
+  if (plen >= r->peer_id_len || !below_len_present(p, plen)) return;
+  if (c->n == MAX_CANDS) probe_cands(p, r, path_len, best, c);
   h = finish(st, tail, plen);
-  PREFETCH(&p->keys[(size_t)h & p->key_mask]);
+  PREFETCH(&p->ctrl[(size_t)h & p->key_mask]);
   c->h[c->n] = h;
   c->len[c->n++] = (uint32_t)plen;
-  return best;
 }
 
-static uint32_t find_rule(const zt_policy_t *p, const zt_request_t *r) {
+static void find_rule(const zt_policy_t *p, const zt_request_t *r, pick_t *best) {
   const char *id = r->peer_id;
   size_t len = r->peer_id_len, path_len = 0, at;
-  uint32_t best = NO_RULE;
   uint64_t st = H_SEED, w, h;
-  const pol_key_t *k;
+  size_t home;
+  pol_key_t *k;
   cands_t c;
 
-  if (id == NULL) return NO_RULE;
+  if (id == NULL) return;
   /* The query is not part of what a path rule names; without this cut a deny rule on
    * "/admin" would not see "/admin?x". Measured once, and only when it can matter. */
   if (p->has_http && r->path) path_len = strcspn(r->path, "?#");
-  if (p->n_any) best = scan(p, p->any, (uint32_t)p->n_any, best, r, path_len);
-  if (p->keys == NULL || len == 0) return best;
+  if (p->n_any) scan(p, p->any, (uint32_t)p->n_any, best, r, path_len);
+  if (p->keys == NULL || !spiffe_scheme(id, len)) return;
 
   /* One pass: hash word by word; every '/' ends a candidate prefix key (only proper
    * prefixes match, and only lengths some prefix key has are probed). */
@@ -241,8 +316,8 @@ static uint32_t find_rule(const zt_policy_t *p, const zt_request_t *r) {
                      0x7f7f7f7f7f7f7f7full);
       for (; m; m &= m - 1) {
         unsigned j = (unsigned)__builtin_ctzll(m) >> 3;   /* the '/' is byte j */
-        if (j == 7) best = add_cand(p, r, path_len, best, &c, absorb(st, w), 0, at + 8);
-        else best = add_cand(p, r, path_len, best, &c, st,
+        if (j == 7) add_cand(p, r, path_len, best, &c, absorb(st, w), 0, at + 8);
+        else add_cand(p, r, path_len, best, &c, st,
                              w & ((1ull << (8 * (j + 1))) - 1), at + j + 1);
       }
 #else
@@ -250,8 +325,8 @@ static uint32_t find_rule(const zt_policy_t *p, const zt_request_t *r) {
         uint64_t tail = 0;
         if (id[at + j] != '/') continue;
         memcpy(&tail, id + at, j + 1);
-        if (j == 7) best = add_cand(p, r, path_len, best, &c, absorb(st, w), 0, at + 8);
-        else best = add_cand(p, r, path_len, best, &c, st, tail, at + j + 1);
+        if (j == 7) add_cand(p, r, path_len, best, &c, absorb(st, w), 0, at + 8);
+        else add_cand(p, r, path_len, best, &c, st, tail, at + j + 1);
       }
 #endif
     }
@@ -264,33 +339,50 @@ static uint32_t find_rule(const zt_policy_t *p, const zt_request_t *r) {
       uint64_t tail = 0;
       if (id[at + j] != '/') continue;
       memcpy(&tail, id + at, j + 1);
-      best = add_cand(p, r, path_len, best, &c, st, tail, at + j + 1);
+      add_cand(p, r, path_len, best, &c, st, tail, at + j + 1);
     }
   }
   h = finish(st, w, len);
-  PREFETCH(&p->keys[(size_t)h & p->key_mask]);
-  best = probe_cands(p, r, path_len, best, &c);
-  if ((k = find_hashed(p, h, id, len))) best = scan_key(p, k, false, best, r, path_len);
-  return best;
+  home = (size_t)h & p->key_mask;         /* where the exact key most likely is */
+  PREFETCH(&p->ctrl[home]);
+  PREFETCH(&p->keys[home]);
+  probe_cands(p, r, path_len, best, &c);
+  if ((k = find_hashed(p, h, id, len))) scan_key(p, k, false, best, r, path_len);
 }
 
 static inline zt_decision_t decide(const zt_policy_t *p, const zt_request_t *r,
                                    bool count) {
   zt_decision_t d;
-  uint32_t pos = find_rule(p, r);
+  pick_t best = {NO_RULE, NULL};
+  pol_key_t *k;
+  find_rule(p, r, &best);
   d.enforced = !p->audit;
-  if (pos == NO_RULE) {
+  if ((k = best.key) != NULL) {
+    d.action = (k->how & POL_HOW_ALLOW) ? ZT_ALLOW : ZT_DENY;
+    d.rule = str_at(p, k->name);
+    d.rule_index = (int)k->index;
+    /* A 32-bit counter in the slot; every 2^31 decisions carry into the rule's own
+     * (added there first, so a reader never sees the sum fall). */
+    if (count && atomic_fetch_add_explicit(&k->hits, 1, memory_order_relaxed) + 1 ==
+                     POL_HITS_CARRY) {
+      atomic_fetch_add_explicit(&p->hot[best.pos].hits, POL_HITS_CARRY,
+                                memory_order_relaxed);
+      atomic_fetch_sub_explicit(&k->hits, POL_HITS_CARRY, memory_order_relaxed);
+    }
+    return d;
+  }
+  if (best.pos == NO_RULE) {
     d.action = p->dflt;
     d.rule = "default";
     d.rule_index = -1;
-    pos = (uint32_t)p->n_rules;              /* the default's counter */
+    best.pos = (uint32_t)p->n_rules;         /* the default's counter */
   } else {
-    const pol_hot_t *h = &p->hot[pos];
-    d.action = (zt_action_t)h->action;
+    const pol_hot_t *h = &p->hot[best.pos];
+    d.action = (h->how & POL_HOW_ALLOW) ? ZT_ALLOW : ZT_DENY;
     d.rule = h->name;
     d.rule_index = (int)h->index;
   }
-  if (count) atomic_fetch_add_explicit(&p->hot[pos].hits, 1, memory_order_relaxed);
+  if (count) atomic_fetch_add_explicit(&p->hot[best.pos].hits, 1, memory_order_relaxed);
   return d;
 }
 
@@ -300,6 +392,16 @@ zt_decision_t zt_policy_decide(const zt_policy_t *p, const zt_request_t *r) {
 
 zt_decision_t zt_policy_decide_nocount(const zt_policy_t *p, const zt_request_t *r) {
   return decide(p, r, false);
+}
+
+void zt_policy_hits(const zt_policy_t *p, uint64_t *hits) {
+  size_t i;
+  for (i = 0; i < p->n_rules; i++)
+    hits[p->rules[i].index] = atomic_load_explicit(&p->hot[i].hits, memory_order_relaxed);
+  hits[p->n_rules] = atomic_load_explicit(&p->hot[p->n_rules].hits, memory_order_relaxed);
+  for (i = 0; p->keys && i <= p->key_mask; i++)        /* rules in place in a key */
+    if (p->ctrl[i] != POL_CTRL_EMPTY && p->keys[i].where != POL_KEY_LISTS)
+      hits[p->keys[i].index] += atomic_load_explicit(&p->keys[i].hits, memory_order_relaxed);
 }
 
 /* ---- compiling ----------------------------------------------------------------- */
@@ -333,6 +435,17 @@ static uint64_t hash_ports(const pol_rule_t *rule) {
 static bool same_ports(const pol_rule_t *a, const pol_rule_t *b) {
   return a->n_ports == b->n_ports &&
          memcmp(a->ports, b->ports, a->n_ports * sizeof(pol_ports_t)) == 0;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+void *zt_policy__alloc(size_t bytes) {
+  size_t align = bytes < HUGE_PAGE ? 64 : HUGE_PAGE;
+  void *m;
+  bytes = bytes ? (bytes + align - 1) / align * align : align;   /* as aligned_alloc wants */
+  if ((m = aligned_alloc(align, bytes)) == NULL) return NULL;
+  if (align == HUGE_PAGE) (void)madvise(m, bytes, MADV_HUGEPAGE);
+  memset(m, 0, bytes);
+  return m;
 }
 
 static size_t pow2_at_least(size_t n) {
@@ -385,60 +498,120 @@ static int build_bitmaps(zt_policy_t *p) {
   return 0;
 }
 
-/* The slot of key s[0..len), inserted (empty lists) if new; NULL if the table is
- * full, which cannot happen when it was sized for every from entry. */
-static pol_key_t *key_slot(zt_policy_t *p, const char *s, size_t len) {
-  uint64_t h = hash_str(s, len);
-  uint32_t tag = (uint32_t)(h >> 32);
+/* The offset of a string of the snapshot (they all are in its allocation). */
+static int str_off(const zt_policy_t *p, const char *s, uint32_t *off) {
+  uintptr_t base = (uintptr_t)p, at = (uintptr_t)s;
+  if (at < base || at - base > UINT32_MAX) return -1;
+  *off = (uint32_t)(at - base);
+  return 0;
+}
+
+/* The rule at pos as a decision reads it: its POL_HOW_ byte, and its port set. */
+static uint8_t rule_how(const zt_policy_t *p, uint32_t pos, pol_portset_t *ps) {
+  const pol_rule_t *rule = &p->rules[pos];
+  unsigned kind;
+  if (rule->n_ports == 0) {
+    kind = POL_PORTS_ANY;
+  } else if (rule->bitmap) {
+    kind = POL_PORTS_BITMAP;
+    ps->bitmap = rule->bitmap;
+  } else if (rule->n_ports <= 2) {
+    kind = rule->n_ports == 1 ? POL_PORTS_ONE : POL_PORTS_TWO;
+    memcpy(ps->r, rule->ports, rule->n_ports * sizeof(pol_ports_t));
+  } else {
+    kind = POL_PORTS_RULE;
+  }
+  return (uint8_t)((rule->action == ZT_ALLOW ? POL_HOW_ALLOW : 0) |
+                   (rule->http ? POL_HOW_HTTP : 0) | (kind << 2));
+}
+
+/* The slot number of key s[0..len), inserted if new; -1 if the table is full, which
+ * cannot happen when it was sized for every from entry. */
+static ssize_t key_slot(zt_policy_t *p, const char *s, size_t len) {
+  uint64_t h;
+  uint8_t tag;
   size_t i, tries;
+  if (!spiffe_scheme(s, len)) return -1;   /* a validated pattern always is */
+  h = hash_str(s, len);
+  tag = ctrl_tag(h);
   for (i = (size_t)h & p->key_mask, tries = 0; tries <= p->key_mask;
        i = (i + 1) & p->key_mask, tries++) {
     pol_key_t *k = &p->keys[i];
-    if (k->len == 0) {
-      k->h = tag;
-      k->s = s;
-      k->len = (uint32_t)len;
-      return k;
+    if (p->ctrl[i] == POL_CTRL_EMPTY) {
+      size_t in = len - POL_KEY_SKIP;
+      if (str_off(p, s, &k->s)) return -1;
+      p->ctrl[i] = tag;
+      if (i < POL_CTRL_GROUP) p->ctrl[p->key_mask + 1 + i] = tag;   /* the copy */
+      k->len = (uint16_t)len;
+      atomic_init(&k->hits, 0);
+      memcpy(k->in, s + POL_KEY_SKIP, in < POL_KEY_INLINE ? in : POL_KEY_INLINE);
+      return (ssize_t)i;
     }
-    if (k->h == tag && k->len == len && memcmp(k->s, s, len) == 0) return k;
+    if (p->ctrl[i] == tag && key_is(p, k, s, len)) return (ssize_t)i;
   }
-  return NULL;
+  return -1;
 }
 
-/* Walk every from entry in position order. Pass 0 counts each key's lists (into the
- * _off fields); pass 1 fills them (the _n fields are the cursors). last[] holds the
- * last position added to each slot's lists so a rule naming a key twice is listed
- * once. */
-static int fill_keys(zt_policy_t *p, int pass, uint32_t *last_exact,
+/* Walk every from entry in position order into per-slot lists (tmp, parallel to the
+ * slots). Pass 0 counts each key's lists (into the _off fields); pass 1 fills them
+ * (the _n fields are the cursors). last[] holds the last position added to each
+ * slot's lists so a rule naming a key twice is listed once. */
+static int fill_keys(zt_policy_t *p, int pass, pol_lists_t *tmp, uint32_t *last_exact,
                      uint32_t *last_below) {
   size_t i, j;
   for (i = 0; i < p->n_rules; i++) {
     const pol_rule_t *rule = &p->rules[i];
     for (j = 0; j < rule->n_from; j++) {
       const pol_from_t *f = &rule->from[j];
-      pol_key_t *k;
-      size_t slot;
+      pol_lists_t *l;
+      ssize_t slot;
       if (f->kind == FROM_ANY) {
         if (p->n_any && p->any[p->n_any - 1] == i) continue;
         if (pass == 1) p->any[p->n_any++] = (uint32_t)i;
         continue;
       }
-      if ((k = key_slot(p, f->s, f->len)) == NULL) return -1;
-      slot = (size_t)(k - p->keys);
+      if ((slot = key_slot(p, f->s, f->len)) < 0) return -1;
+      l = &tmp[slot];
       if (f->kind == FROM_EXACT) {
         if (last_exact[slot] == i) continue;
         last_exact[slot] = (uint32_t)i;
-        if (pass == 0) k->exact_off++;
-        else p->lists[k->exact_off + k->exact_n++] = (uint32_t)i;
+        if (pass == 0) l->exact_off++;
+        else p->lists[l->exact_off + l->exact_n++] = (uint32_t)i;
       } else {
         if (last_below[slot] == i) continue;
         last_below[slot] = (uint32_t)i;
         if (f->len < POL_BELOW_LEN_MAX)
           p->below_lens[f->len >> 6] |= 1ull << (f->len & 63);
         p->has_below = true;
-        if (pass == 0) k->below_off++;
-        else p->lists[k->below_off + k->below_n++] = (uint32_t)i;
+        if (pass == 0) l->below_off++;
+        else p->lists[l->below_off + l->below_n++] = (uint32_t)i;
       }
+    }
+  }
+  return 0;
+}
+
+/* Keys named by one rule take it in place; the others get their lists. */
+static int place_keys(zt_policy_t *p, const pol_lists_t *tmp) {
+  size_t i, n_lists = 0;
+  for (i = 0; i <= p->key_mask; i++)
+    if (p->ctrl[i] != POL_CTRL_EMPTY && tmp[i].exact_n + tmp[i].below_n > 1) n_lists++;
+  if (n_lists && (p->key_lists = malloc(n_lists * sizeof(*p->key_lists))) == NULL)
+    return -1;
+  for (n_lists = 0, i = 0; i <= p->key_mask; i++) {
+    pol_key_t *k = &p->keys[i];
+    const pol_lists_t *l = &tmp[i];
+    if (p->ctrl[i] == POL_CTRL_EMPTY) continue;
+    if (l->exact_n + l->below_n > 1) {
+      k->where = POL_KEY_LISTS;
+      k->pos = (uint32_t)n_lists;
+      p->key_lists[n_lists++] = *l;
+    } else {
+      k->where = l->exact_n ? POL_KEY_EXACT1 : POL_KEY_BELOW1;
+      k->pos = p->lists[l->exact_n ? l->exact_off : l->below_off];
+      k->how = rule_how(p, k->pos, &k->ports);
+      k->index = p->rules[k->pos].index;
+      if (str_off(p, p->rules[k->pos].name, &k->name)) return -1;
     }
   }
   return 0;
@@ -447,6 +620,7 @@ static int fill_keys(zt_policy_t *p, int pass, uint32_t *last_exact,
 static int build_keys(zt_policy_t *p) {
   size_t i, n_from = 0, n_any = 0, slots, total = 0;
   uint32_t *last_exact = NULL, *last_below = NULL;
+  pol_lists_t *tmp = NULL;
   int rc = -1;
   for (i = 0; i < p->n_rules; i++) {
     size_t j;
@@ -460,63 +634,54 @@ static int build_keys(zt_policy_t *p) {
   }
   if (n_from == 0) {
     p->n_any = 0;
-    return fill_keys(p, 1, NULL, NULL);
+    return fill_keys(p, 1, NULL, NULL, NULL);
   }
-  slots = pow2_at_least(n_from * 2);     /* load factor at most 1/2 */
+  /* Load factor at most 7/8: probes walk the control bytes, a line holds 64. */
+  slots = pow2_at_least(n_from + n_from / 7 + 1);
   p->key_mask = slots - 1;
-  p->keys = calloc(slots, sizeof(*p->keys));
+  p->ctrl = malloc(slots + POL_CTRL_GROUP);
+  p->keys = zt_policy__alloc(slots * sizeof(*p->keys));
+  tmp = calloc(slots, sizeof(*tmp));
   last_exact = malloc(slots * sizeof(*last_exact));
   last_below = malloc(slots * sizeof(*last_below));
-  if (p->keys == NULL || last_exact == NULL || last_below == NULL) goto done;
+  if (p->ctrl == NULL || p->keys == NULL || tmp == NULL || last_exact == NULL ||
+      last_below == NULL)
+    goto done;
+  memset(p->ctrl, POL_CTRL_EMPTY, slots + POL_CTRL_GROUP);
   memset(last_exact, 0xff, slots * sizeof(*last_exact));
   memset(last_below, 0xff, slots * sizeof(*last_below));
-  if (fill_keys(p, 0, last_exact, last_below)) goto done;
+  if (fill_keys(p, 0, tmp, last_exact, last_below)) goto done;
   /* Counts to offsets. */
   for (i = 0; i < slots; i++) {
-    pol_key_t *k = &p->keys[i];
-    uint32_t ne = k->exact_off, nb = k->below_off;
-    k->exact_off = (uint32_t)total;
+    pol_lists_t *l = &tmp[i];
+    uint32_t ne = l->exact_off, nb = l->below_off;
+    l->exact_off = (uint32_t)total;
     total += ne;
-    k->below_off = (uint32_t)total;
+    l->below_off = (uint32_t)total;
     total += nb;
   }
   if ((p->lists = malloc((total ? total : 1) * sizeof(*p->lists))) == NULL) goto done;
   memset(last_exact, 0xff, slots * sizeof(*last_exact));
   memset(last_below, 0xff, slots * sizeof(*last_below));
   p->n_any = 0;
-  if ((rc = fill_keys(p, 1, last_exact, last_below)) == 0) {
-    for (i = 0; i < slots; i++) {         /* lists of one go in place */
-      pol_key_t *k = &p->keys[i];
-      if (k->exact_n == 1) k->exact_off = p->lists[k->exact_off];
-      if (k->below_n == 1) k->below_off = p->lists[k->below_off];
-    }
-  }
+  if (fill_keys(p, 1, tmp, last_exact, last_below) == 0) rc = place_keys(p, tmp);
 done:
+  free(tmp);
   free(last_exact);
   free(last_below);
   return rc;
 }
 
 static int build_hot(zt_policy_t *p) {
-  size_t i, bytes = (p->n_rules + 1) * sizeof(pol_hot_t);
-  bytes = (bytes + 63) / 64 * 64;           /* aligned_alloc wants a multiple */
-  if ((p->hot = aligned_alloc(64, bytes)) == NULL) return -1;
-  memset(p->hot, 0, bytes);
+  size_t i;
+  if ((p->hot = zt_policy__alloc((p->n_rules + 1) * sizeof(pol_hot_t))) == NULL)
+    return -1;
   for (i = 0; i <= p->n_rules; i++) atomic_init(&p->hot[i].hits, 0);
   for (i = 0; i < p->n_rules; i++) {
-    const pol_rule_t *rule = &p->rules[i];
     pol_hot_t *h = &p->hot[i];
-    h->name = rule->name;
-    h->index = rule->index;
-    h->action = (uint8_t)rule->action;
-    h->http = rule->http;
-    if (rule->n_ports <= POL_HOT_PORTS) {
-      h->ports = (uint8_t)rule->n_ports;
-      if (rule->n_ports)
-        memcpy(h->port, rule->ports, rule->n_ports * sizeof(pol_ports_t));
-    } else {
-      h->ports = POL_HOT_PORTS + 1;         /* the rule's ranges or bitmap */
-    }
+    h->name = p->rules[i].name;
+    h->index = p->rules[i].index;
+    h->how = rule_how(p, (uint32_t)i, &h->ports);
   }
   return 0;
 }
@@ -533,13 +698,17 @@ int zt_policy__compile(zt_policy_t *p) {
 
 void zt_policy__free_index(zt_policy_t *p) {
   free(p->by_file);
+  free(p->ctrl);
   free(p->keys);
+  free(p->key_lists);
   free(p->lists);
   free(p->any);
   free(p->bitmaps);
   free(p->hot);
   p->by_file = NULL;
+  p->ctrl = NULL;
   p->keys = NULL;
+  p->key_lists = NULL;
   p->lists = NULL;
   p->any = NULL;
   p->bitmaps = NULL;

@@ -52,30 +52,79 @@ typedef struct {
   const pol_str_t *paths; size_t n_paths;       /* 0: every path */
 } pol_rule_t;
 
+/* A port set as the data path reads it, with its kind (pol_how_t's ports). */
+typedef union {
+  pol_ports_t r[2];
+  const uint8_t *bitmap;
+} pol_portset_t;
+
+enum {
+  POL_PORTS_ANY,                                /* no to.ports: every port */
+  POL_PORTS_ONE,                                /* r[0] */
+  POL_PORTS_TWO,                                /* r[0], r[1] */
+  POL_PORTS_BITMAP,                             /* bitmap */
+  POL_PORTS_RULE                                /* the rule's own ranges (3..4) */
+};
+
+/* One byte of what a decision needs of a rule besides its ports. */
+#define POL_HOW_ALLOW 0x01                      /* else deny */
+#define POL_HOW_HTTP 0x02                       /* look at the rule's http section */
+#define POL_HOW_PORTS(how) ((how) >> 2)         /* POL_PORTS_* */
+
 /* One key of the ID index: an exact ID, or a segment-boundary prefix ("spiffe://td/"
- * or "spiffe://td/a/"), with the positions (ascending) of the rules naming it. A list
- * of one is stored in place: its _off is the position itself. A slot with len 0 is
- * empty. 32 bytes, so two slots share a cache line and none straddles one. */
+ * or "spiffe://td/a/"), and the rules naming it: ascending position lists of those
+ * naming it exactly and of those naming it as a prefix.
+ *
+ * The table is open addressing in two arrays: one control byte per slot (empty, or 7
+ * bits of the key's hash; 128 KiB for 100,000 keys, so a probe that finds nothing
+ * rarely leaves the L2 cache) and 64-byte slots, one cache line each, read only when
+ * the control byte matches. A slot holds the key's bytes past "spiffe://" (every key
+ * starts with it) up to POL_KEY_INLINE of them, and when one rule alone names the key
+ * (the common case) all a decision needs of that rule, with a hit counter of its own:
+ * such a decision reads one line of the table and nothing else of the index (a
+ * layout with the key's bytes and the rule elsewhere costs three cache misses at
+ * 100,000 rules). Otherwise pos indexes the key's lists in p->key_lists.
+ *
+ * Strings are kept as offsets from the snapshot, which holds them all. */
+#define POL_CTRL_EMPTY 0x80
+#define POL_CTRL_GROUP 16                       /* control bytes compared at once */
+#define POL_KEY_SKIP 9                          /* strlen("spiffe://") */
+#define POL_KEY_INLINE 32
+#define POL_HITS_CARRY (1u << 31)
+
+enum { POL_KEY_LISTS, POL_KEY_EXACT1, POL_KEY_BELOW1 };   /* pol_key_t's where */
+
 typedef struct {
-  const char *s;
-  uint32_t h;                                   /* high half of the key's hash */
-  uint32_t len;
-  uint32_t exact_off, exact_n;                  /* rules with this exact ID */
-  uint32_t below_off, below_n;                  /* rules with this prefix "/\*" */
+  uint16_t len;                                 /* of the whole key */
+  uint8_t where;                                /* POL_KEY_ */
+  uint8_t how;                                  /* in place: the rule's POL_HOW_ byte */
+  uint32_t pos;                                 /* in place: the rule's position;
+                                                 * else its index in key_lists */
+  pol_portset_t ports;                          /* in place: the rule's ports */
+  _Atomic uint32_t hits;                        /* in place: the rule's decisions by
+                                                 * this key (2^31 carry into hot[]) */
+  uint32_t index;                               /* in place: the rule's file index */
+  uint32_t name;                                /* in place: the rule's name */
+  uint32_t s;                                   /* the whole key */
+  char in[POL_KEY_INLINE];                      /* its bytes from POL_KEY_SKIP on */
 } pol_key_t;
+
+_Static_assert(sizeof(pol_key_t) == 64, "a slot is one cache line");
+
+typedef struct {
+  uint32_t exact_off, exact_n;                  /* in p->lists */
+  uint32_t below_off, below_n;
+} pol_lists_t;
 
 /* What a decision reads of a rule, by position, 32 bytes (two to a cache line): the
  * hit counter lives here so that counting touches no other line. */
-#define POL_HOT_PORTS 2
 typedef struct {
   _Atomic uint64_t hits;
   const char *name;
   uint32_t index;                               /* file order */
-  uint8_t action;
-  uint8_t http;                                 /* look at the rule's http section */
-  uint8_t ports;                                /* 0 every port; 1..2 inline; 3 cold */
-  uint8_t pad_;
-  pol_ports_t port[POL_HOT_PORTS];
+  uint8_t how;                                  /* POL_HOW_ */
+  uint8_t pad_[3];
+  pol_portset_t ports;
 } pol_hot_t;
 
 #define POL_BELOW_LEN_MAX 2112                  /* > longest pattern (2048 + '/') */
@@ -92,28 +141,40 @@ struct zt_policy {
 
   /* Compiled by zt_policy__compile (policy_index.c); each its own allocation. */
   uint32_t *by_file;                            /* file index -> position */
-  pol_key_t *keys;                              /* open addressing, power of two */
+  uint8_t *ctrl;                                /* the keys' control bytes, and a
+                                                 * copy of the first POL_CTRL_GROUP */
+  pol_key_t *keys;                              /* their slots, a power of two */
   size_t key_mask;                              /* slots - 1; keys NULL when no key */
-  uint32_t *lists;                              /* the keys' position lists */
+  pol_lists_t *key_lists;                       /* of the keys not in place */
+  uint32_t *lists;                              /* the position lists */
   uint32_t *any; size_t n_any;                  /* positions of rules with "*" */
   uint64_t below_lens[POL_BELOW_LEN_MAX / 64];  /* lengths of the prefix keys */
   uint8_t *bitmaps;                             /* shared port bitmaps */
-  pol_hot_t *hot;                               /* by position, 64-byte aligned;
-                                                 * [n_rules].hits counts the default */
+  pol_hot_t *hot;                               /* by position; [n_rules].hits
+                                                 * counts the default */
 };
 
 /* A key's ascending list of positions (exact or below), n entries. */
 static inline const uint32_t *zt_policy__key_list(const zt_policy_t *p,
                                                   const pol_key_t *k, bool below,
                                                   uint32_t *n) {
-  *n = below ? k->below_n : k->exact_n;
-  if (*n == 1) return below ? &k->below_off : &k->exact_off;
-  return p->lists + (below ? k->below_off : k->exact_off);
+  const pol_lists_t *l;
+  if (k->where != POL_KEY_LISTS) {
+    *n = k->where == (below ? POL_KEY_BELOW1 : POL_KEY_EXACT1);
+    return &k->pos;
+  }
+  l = &p->key_lists[k->pos];
+  *n = below ? l->below_n : l->exact_n;
+  return p->lists + (below ? l->below_off : l->exact_off);
 }
 
 /* Build the indexes of a parsed policy; 0, or -1 when out of memory. */
 int zt_policy__compile(zt_policy_t *p);
 void zt_policy__free_index(zt_policy_t *p);
+
+/* Zeroed, 64-byte aligned memory for a table; 2 MiB and more on huge pages where the kernel gives them
+ * (fewer TLB misses on random lookups). Freed with free(). */
+void *zt_policy__alloc(size_t bytes);
 
 /* The plain checks the index is built from, shared with explain and lint. */
 bool zt_policy__port_in(const pol_rule_t *rule, uint16_t port);

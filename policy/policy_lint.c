@@ -215,13 +215,12 @@ static uint32_t shadowing_rule(const zt_policy_t *p, const pol_rule_t *r) {
   for (at = 0; at < f->len; at++) {
     if (f->s[at] != '/') continue;
     if (at + 1 == f->len && f->kind == FROM_EXACT) break;
-    if ((k = zt_policy__find_key(p, f->s, at + 1)) && k->below_n) {
+    if ((k = zt_policy__find_key(p, f->s, at + 1))) {
       list = zt_policy__key_list(p, k, true, &n);
       best = first_cover(p, list, n, r, best);
     }
   }
-  if (f->kind == FROM_EXACT && (k = zt_policy__find_key(p, f->s, f->len)) &&
-      k->exact_n) {
+  if (f->kind == FROM_EXACT && (k = zt_policy__find_key(p, f->s, f->len))) {
     list = zt_policy__key_list(p, k, false, &n);
     best = first_cover(p, list, n, r, best);
   }

@@ -245,7 +245,14 @@ static void do_policy(client_t *c) {
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     const zt_listener_conf_t *l = &cfg->listeners[i];
     zt_policy_t *p = c->a->srv->policies[i];
+    uint64_t *hits;
     if (p == NULL) continue;
+    if ((hits = malloc((zt_policy_rule_count(p) + 1) * sizeof(*hits))) == NULL) {
+      free(zt_sbuf_take(&b, NULL));
+      reply_text(c, 500, "out of memory\n");
+      return;
+    }
+    zt_policy_hits(p, hits);
     zt_sbuf_printf(&b, "%s{\"listener\":", first ? "" : ",");
     first = 0;
     zt_sbuf_json(&b, l->name);
@@ -260,8 +267,9 @@ static void do_policy(client_t *c) {
       zt_sbuf_json(&b, zt_policy_rule_name(p, r));
       zt_sbuf_printf(&b, ",\"action\":\"%s\",\"hits\":%llu}",
                      zt_policy_rule_action(p, r) == ZT_ALLOW ? "allow" : "deny",
-                     (unsigned long long)zt_policy_rule_hits(p, r));
+                     (unsigned long long)hits[r]);
     }
+    free(hits);
     zt_sbuf_printf(&b, "]");
     zt_sbuf_printf(&b, "}");
   }

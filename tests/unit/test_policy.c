@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "policy.h"
+#include "policy_int.h"   /* the hit counters' carry, below */
 #include "zt_test.h"
 
 /* Write text to a fresh temp file, load it, remove it. path receives the file name
@@ -389,13 +390,65 @@ ZT_TEST(hits_count_decide_but_not_decide_nocount) {
     zt_policy_decide_nocount(p, &rb);
     zt_policy_decide_nocount(p, &rc);
   }
-  uint64_t ha = zt_policy_rule_hits(p, 0), hb = zt_policy_rule_hits(p, 1);
-  uint64_t hd = zt_policy_default_hits(p), hx = zt_policy_rule_hits(p, 9);
+  uint64_t hits[3];
+  ZT_ASSERT(zt_policy_rule_count(p) == 2);
+  zt_policy_hits(p, hits);
   zt_policy_release(p);
-  ZT_ASSERT(ha == 3);
-  ZT_ASSERT(hb == 1);
-  ZT_ASSERT(hd == 2);
-  ZT_ASSERT(hx == 0);
+  ZT_ASSERT(hits[0] == 3);
+  ZT_ASSERT(hits[1] == 1);
+  ZT_ASSERT(hits[2] == 2);   /* the default */
+}
+
+/* Keys keep their first bytes inline and the rest in the snapshot: IDs alike in
+ * length and in those first bytes must still be told apart by the rest. Enough of
+ * them that some share a hash tag and a probe group. */
+ZT_TEST(long_ids_alike_but_for_their_ends_are_told_apart) {
+  enum { N = 3000 };
+  static const char kMid[] = "a-service-account-name-longer-than-the-inline-part";
+  size_t cap = 200 + (size_t)N * 128, at = 0;
+  char *text = malloc(cap), id[128];
+  zt_policy_t *p;
+  int wrong = 0;
+  ZT_ASSERT(text != NULL);
+  at += (size_t)snprintf(text + at, cap - at, "trust_domain: example.org\nrules:\n");
+  for (int i = 0; i < N; i += 2)        /* the even ones are named, the odd ones not */
+    at += (size_t)snprintf(text + at, cap - at,
+                           "  - name: r%d\n    action: allow\n"
+                           "    from: [spiffe://example.org/%s/%05d]\n", i, kMid, i);
+  ZT_ASSERT(at < cap);
+  p = load_ok(text);
+  free(text);
+  ZT_ASSERT(p != NULL);
+  for (int i = 0; i < N; i++) {
+    zt_request_t r = {id, 0, 80, NULL, NULL};
+    zt_decision_t d;
+    r.peer_id_len = (size_t)snprintf(id, sizeof(id), "spiffe://example.org/%s/%05d", kMid, i);
+    d = zt_policy_decide_nocount(p, &r);
+    if (d.rule_index != (i % 2 ? -1 : i / 2)) wrong++;
+  }
+  zt_policy_release(p);
+  ZT_ASSERT(wrong == 0);
+}
+
+/* A rule alone on its key counts in the key's 32-bit counter, which carries 2^31 into
+ * the rule's own every time it gets there; the sum must not notice. */
+ZT_TEST(hits_carry_from_the_key_into_the_rule) {
+  zt_policy_t *p = load_ok("trust_domain: example.org\n"
+                           "rules:\n"
+                           "  - name: a\n    action: allow\n"
+                           "    from: [spiffe://example.org/a]\n");
+  zt_request_t ra = {"spiffe://example.org/a", 22, 80, NULL, NULL};
+  pol_key_t *k = (pol_key_t *)zt_policy__find_key(p, ra.peer_id, ra.peer_id_len);
+  uint64_t hits[2];
+  ZT_ASSERT(k != NULL && k->where == POL_KEY_EXACT1);
+  atomic_store(&k->hits, POL_HITS_CARRY - 2);
+  for (int i = 0; i < 5; i++) ZT_ASSERT(zt_policy_decide(p, &ra).rule_index == 0);
+  zt_policy_hits(p, hits);
+  ZT_ASSERT(hits[0] == (uint64_t)POL_HITS_CARRY + 3);
+  ZT_ASSERT(atomic_load(&k->hits) == 3);
+  ZT_ASSERT(atomic_load(&p->hot[0].hits) == POL_HITS_CARRY);
+  ZT_ASSERT(hits[1] == 0);
+  zt_policy_release(p);
 }
 
 ZT_TEST(on_reload_and_mode_accessors) {
@@ -658,6 +711,8 @@ ZT_TEST_MAIN(ZT_RUN(exact_id_matches_only_itself),
              ZT_RUN(peer_id_length_is_what_counts),
              ZT_RUN(rule_index_is_the_file_order_index_and_default_is_minus_one),
              ZT_RUN(hits_count_decide_but_not_decide_nocount),
+             ZT_RUN(hits_carry_from_the_key_into_the_rule),
+             ZT_RUN(long_ids_alike_but_for_their_ends_are_told_apart),
              ZT_RUN(on_reload_and_mode_accessors),
              ZT_RUN(many_ranges_take_the_bitmap_and_overlaps_merge),
              ZT_RUN(deny_wins_across_exact_prefix_and_star_with_ports),
