@@ -162,26 +162,41 @@ int zt_yaml_bool(zt_yaml_t *y, yaml_node_t *n, const char *what, bool *out,
   return zt_yaml_fail(y, n, err, "%s: expected true or false", what);
 }
 
-int zt_yaml_duration(zt_yaml_t *y, yaml_node_t *n, const char *what, uint64_t *out_ms,
-                     zt_error_t *err) {
+/* A duration in microseconds; "us" is a unit only when us_unit is set. */
+static int duration(zt_yaml_t *y, yaml_node_t *n, const char *what, bool us_unit,
+                    uint64_t *out_us, zt_error_t *err) {
   const char *s = scalar(n);
   char *end;
   double v, mul;
   if (s == NULL || s[0] < '0' || s[0] > '9')
-    return zt_yaml_fail(y, n, err, "%s: expected a duration such as 500ms, 10s or 5m",
-                        what);
+    return zt_yaml_fail(y, n, err, "%s: expected a duration such as %s", what,
+                        us_unit ? "200us, 1ms or 10s" : "500ms, 10s or 5m");
   errno = 0;
   v = strtod(s, &end);
   if (errno) return zt_yaml_fail(y, n, err, "%s: \"%s\" is out of range", what, s);
-  if (*end == '\0' || strcmp(end, "s") == 0) mul = 1000;
-  else if (strcmp(end, "ms") == 0) mul = 1;
-  else if (strcmp(end, "m") == 0) mul = 60000;
-  else if (strcmp(end, "h") == 0) mul = 3600000;
+  if (*end == '\0' || strcmp(end, "s") == 0) mul = 1e6;
+  else if (strcmp(end, "ms") == 0) mul = 1e3;
+  else if (us_unit && strcmp(end, "us") == 0) mul = 1;
+  else if (strcmp(end, "m") == 0) mul = 60e6;
+  else if (strcmp(end, "h") == 0) mul = 3600e6;
   else
-    return zt_yaml_fail(y, n, err,
-                        "%s: \"%s\" has an unknown unit (use ms, s, m or h)", what, s);
-  if (v * mul > 7.0 * 24 * 3600 * 1000)
+    return zt_yaml_fail(y, n, err, "%s: \"%s\" has an unknown unit (use %s)", what, s,
+                        us_unit ? "us, ms, s, m or h" : "ms, s, m or h");
+  if (v * mul > 7.0 * 24 * 3600 * 1e6)
     return zt_yaml_fail(y, n, err, "%s: \"%s\" is longer than a week", what, s);
-  *out_ms = (uint64_t)(v * mul);
+  *out_us = (uint64_t)(v * mul);
   return 0;
+}
+
+int zt_yaml_duration(zt_yaml_t *y, yaml_node_t *n, const char *what, uint64_t *out_ms,
+                     zt_error_t *err) {
+  uint64_t us;
+  if (duration(y, n, what, false, &us, err)) return -1;
+  *out_ms = us / 1000;
+  return 0;
+}
+
+int zt_yaml_duration_us(zt_yaml_t *y, yaml_node_t *n, const char *what, uint64_t *out_us,
+                        zt_error_t *err) {
+  return duration(y, n, what, true, out_us, err);
 }

@@ -54,5 +54,8 @@ int zt_yaml_bool(zt_yaml_t *y, yaml_node_t *n, const char *what, bool *out,
 /* "250ms", "10s", "5m", "1h" or a plain number of seconds; out in milliseconds. */
 int zt_yaml_duration(zt_yaml_t *y, yaml_node_t *n, const char *what, uint64_t *out_ms,
                      zt_error_t *err);
+/* The same, "200us" too, out in microseconds. */
+int zt_yaml_duration_us(zt_yaml_t *y, yaml_node_t *n, const char *what, uint64_t *out_us,
+                        zt_error_t *err);
 
 #endif

@@ -17,6 +17,7 @@
 #define DEFAULT_IDLE_TIMEOUT_MS 300000
 #define DEFAULT_MAX_CONNECTIONS 10000
 #define DEFAULT_DRAIN_TIMEOUT_MS 30000
+#define MAX_BUSY_POLL_US 10000      /* spinning longer than this is only heat */
 #define DEFAULT_MAX_PEER_SERIES 1000
 
 int zt_addr_parse(const char *s, zt_addr_t *a, const char **why) {
@@ -345,7 +346,7 @@ static int load_listener(loader_t *L, yaml_node_t *n, size_t idx, zt_config_t *c
 
 int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
   static const char *const keys[] = {"identity", "admin", "log", "workers",
-                                     "drain_timeout", "listeners", NULL};
+                                     "drain_timeout", "busy_poll", "listeners", NULL};
   loader_t L;
   yaml_node_t *root, *v;
   const char *slash;
@@ -389,6 +390,14 @@ int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
   if ((v = zt_yaml_get(&L.y, root, "drain_timeout")) &&
       zt_yaml_duration(&L.y, v, "drain_timeout", &c->drain_timeout_ms, err))
     goto fail;
+  c->busy_poll_us = 0;
+  if ((v = zt_yaml_get(&L.y, root, "busy_poll"))) {
+    if (zt_yaml_duration_us(&L.y, v, "busy_poll", &c->busy_poll_us, err)) goto fail;
+    if (c->busy_poll_us > MAX_BUSY_POLL_US) {
+      zt_yaml_fail(&L.y, v, err, "busy_poll: at most %dms", MAX_BUSY_POLL_US / 1000);
+      goto fail;
+    }
+  }
 
   if (!(v = required(&L, root, "listeners", "configuration")) ||
       zt_yaml_want_seq(&L.y, v, "listeners", err))

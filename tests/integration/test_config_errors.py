@@ -268,6 +268,16 @@ def case_bad_duration_unit(c):
     expect_error(c, t, position(t, "drain_timeout", "30x"), ["drain_timeout", "duration"])
 
 
+def case_busy_poll_too_long(c):
+    t = edit(BASE, replace={"drain_timeout: 30s": "drain_timeout: 30s\nbusy_poll: 20ms"})
+    expect_error(c, t, position(t, "busy_poll", "20ms"), ["busy_poll", "at most 10ms"])
+
+
+def case_busy_poll_bad_unit(c):
+    t = edit(BASE, replace={"drain_timeout: 30s": "drain_timeout: 30s\nbusy_poll: 200ns"})
+    expect_error(c, t, position(t, "busy_poll", "200ns"), ["busy_poll", "unknown unit"])
+
+
 def case_unknown_mode(c):
     t = edit(BASE, replace={"mode: outbound": "    mode: sideways"})
     expect_error(c, t, position(t, "sideways", "sideways"), ["mode", "sideways"])
@@ -377,6 +387,8 @@ CASES = [
     ("yaml_unclosed_flow_sequence", case_yaml_unclosed_flow),
     ("bad_duration", case_bad_duration),
     ("bad_duration_unit", case_bad_duration_unit),
+    ("busy_poll_too_long", case_busy_poll_too_long),
+    ("busy_poll_bad_unit", case_busy_poll_bad_unit),
     ("unknown_mode", case_unknown_mode),
     ("unknown_protocol", case_unknown_protocol),
     ("bad_log_level", case_bad_log_level),

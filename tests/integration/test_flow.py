@@ -8,7 +8,8 @@ client -> outbound ztproxy -> inbound ztproxy -> app:
 - a burst followed at once by close() is delivered whole, in both directions;
 - a TCP reset on either end closes the other end, logged as close_reason reset;
 - non-TLS bytes to an inbound listener are refused (tls_error) and reach nobody;
-- 200 concurrent connections all work (4 workers per proxy).
+- 200 concurrent connections all work (4 workers per proxy);
+- with busy_poll the proxies carry traffic as before, and stop spinning when idle.
 """
 
 import hashlib
@@ -42,6 +43,13 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def hard_close(s):
@@ -230,6 +238,34 @@ def case_200_concurrent(c):
             check_eq(app.connections, n, "app connections")
 
 
+# -- busy polling ------------------------------------------------------------------------
+
+def case_busy_poll(c):
+    """busy_poll keeps a worker polling after each burst of events: traffic flows as
+    without it, and an idle proxy blocks again (no CPU burnt with nothing to do)."""
+    extra = {"busy_poll": "2ms"}
+    with ztlib.EchoServer() as app:
+        inp = c.mesh.inbound_proxy(app.port, cfg_extra=extra)
+        out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra=extra)
+        with inp, out:
+            s = connect(out.port("out"), timeout=10)
+            try:
+                for i in range(300):
+                    echo_roundtrip(s, b"request %d\n" % i, timeout=10)
+                echo_roundtrip(s, os.urandom(256 * 1024), timeout=20)
+            finally:
+                safe_close(s)
+            wait_until(lambda: len(inp.records()) >= 1, 10, what="the inbound record")
+            check_eq(app.connections, 1, "app connections")
+            time.sleep(0.5)                    # the last spin (2 ms) is long over
+            pids = (inp.proc.pid, out.proc.pid)
+            before = [cpu_seconds(p) for p in pids]
+            time.sleep(3)
+            used = [cpu_seconds(p) - b for p, b in zip(pids, before)]
+            # Spinning for those 3 s would be 3 s of CPU each; blocking is ~0.
+            check(max(used) < 0.3, "idle proxies used %r CPU seconds in 3 s" % used)
+
+
 CASES = [
     ("backpressure_bounded_then_byte_exact", case_backpressure_bounded),
     ("client_burst_then_close_delivered", case_client_burst_then_close),
@@ -238,6 +274,7 @@ CASES = [
     ("app_reset_propagates", case_app_reset_propagates),
     ("plain_bytes_to_inbound_refused", case_plain_bytes_to_inbound),
     ("two_hundred_concurrent_connections", case_200_concurrent),
+    ("busy_poll_carries_traffic_and_idles", case_busy_poll),
 ]
 
 if __name__ == "__main__":
