@@ -88,7 +88,8 @@ static uint64_t hash_str(const char *s, size_t len) {
 /* Every key starts with "spiffe://"; a query that does not matches none, and one
  * that does is compared from there on. */
 static inline bool spiffe_scheme(const char *s, size_t len) {
-  return len > POL_KEY_SKIP && len <= UINT16_MAX && memcmp(s, "spiffe://", POL_KEY_SKIP) == 0;
+  return len > POL_KEY_SKIP && len <= UINT16_MAX &&
+         memcmp(s, "spiffe://", POL_KEY_SKIP) == 0;
 }
 
 static inline uint8_t ctrl_tag(uint64_t h) { return (uint8_t)(h >> 57); }   /* 7 bits */
@@ -401,7 +402,8 @@ void zt_policy_hits(const zt_policy_t *p, uint64_t *hits) {
   hits[p->n_rules] = atomic_load_explicit(&p->hot[p->n_rules].hits, memory_order_relaxed);
   for (i = 0; p->keys && i <= p->key_mask; i++)        /* rules in place in a key */
     if (p->ctrl[i] != POL_CTRL_EMPTY && p->keys[i].where != POL_KEY_LISTS)
-      hits[p->keys[i].index] += atomic_load_explicit(&p->keys[i].hits, memory_order_relaxed);
+      hits[p->keys[i].index] +=
+          atomic_load_explicit(&p->keys[i].hits, memory_order_relaxed);
 }
 
 /* ---- compiling ----------------------------------------------------------------- */
@@ -441,7 +443,7 @@ static bool same_ports(const pol_rule_t *a, const pol_rule_t *b) {
 void *zt_policy__alloc(size_t bytes) {
   size_t align = bytes < HUGE_PAGE ? 64 : HUGE_PAGE;
   void *m;
-  bytes = bytes ? (bytes + align - 1) / align * align : align;   /* as aligned_alloc wants */
+  bytes = bytes ? (bytes + align - 1) / align * align : align;  /* aligned_alloc wants */
   if ((m = aligned_alloc(align, bytes)) == NULL) return NULL;
   if (align == HUGE_PAGE) (void)madvise(m, bytes, MADV_HUGEPAGE);
   memset(m, 0, bytes);

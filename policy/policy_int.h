@@ -172,8 +172,8 @@ static inline const uint32_t *zt_policy__key_list(const zt_policy_t *p,
 int zt_policy__compile(zt_policy_t *p);
 void zt_policy__free_index(zt_policy_t *p);
 
-/* Zeroed, 64-byte aligned memory for a table; 2 MiB and more on huge pages where the kernel gives them
- * (fewer TLB misses on random lookups). Freed with free(). */
+/* Zeroed, 64-byte aligned memory for a table; 2 MiB and more on huge pages where the
+ * kernel gives them (fewer TLB misses on random lookups). Freed with free(). */
 void *zt_policy__alloc(size_t bytes);
 
 /* The plain checks the index is built from, shared with explain and lint. */
