@@ -12,8 +12,9 @@
  * through zt_policy_decide (the counting one: that is the data path), and reports the
  * best of 7 runs. The runs go round every size and case in turn, so that whatever
  * else the machine does in a given second slows all figures alike, not one of them.
- * Each decision is checked once against the rule it must hit before timing. Prints a Markdown table; the goal of the design is under 150 ns per decision
- * at 100,000 rules and within 1.5x of the 10-rule figure.
+ * Each decision is checked once against the rule it must hit before timing. Prints a
+ * Markdown table; the goal of the design is under 150 ns per decision at 100,000
+ * rules and within 1.5x of the 10-rule figure.
  *
  *   policy_bench [--quick]       (--quick: fewer decisions, for a smoke test)
  */

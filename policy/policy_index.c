@@ -22,8 +22,8 @@
  * Each list is walked in position order and stops at the first full match or at the
  * best position found so far; the decision costs O(length of the ID + rules naming
  * the same keys), not O(rules). Nothing is allocated and nothing is locked; the only
- * write is one relaxed atomic increment of the deciding rule's hit counter (in its key
- * when it is in place there, summed per rule by zt_policy_hits).
+ * write is one relaxed atomic increment of a hit counter: the deciding rule's, or when
+ * it is in place in a key (policy_int.h), that key's (zt_policy_hits sums them).
  *
  * (Patterns are written "/\*" in comments: C comments cannot hold a slash-star.)
  */
@@ -102,9 +102,14 @@ static inline const char *str_at(const zt_policy_t *p, uint32_t off) {
 /* s starts with "spiffe://" (spiffe_scheme). */
 static inline bool key_is(const zt_policy_t *p, const pol_key_t *k, const char *s,
                           size_t len) {
-  size_t in = len < POL_KEY_SKIP + POL_KEY_INLINE ? len : POL_KEY_SKIP + POL_KEY_INLINE;
-  return k->len == len && memcmp(k->in, s + POL_KEY_SKIP, in - POL_KEY_SKIP) == 0 &&
-         (len == in || memcmp(str_at(p, k->s) + in, s + in, len - in) == 0);
+  uint32_t whole;
+  if (k->len != len) return false;
+  if (len <= POL_KEY_SKIP + POL_KEY_INLINE)
+    return memcmp(k->in, s + POL_KEY_SKIP, len - POL_KEY_SKIP) == 0;
+  if (memcmp(k->in, s + POL_KEY_SKIP, POL_KEY_LONG) != 0) return false;
+  memcpy(&whole, k->in + POL_KEY_LONG, sizeof(whole));
+  return memcmp(str_at(p, whole) + POL_KEY_SKIP + POL_KEY_LONG,
+                s + POL_KEY_SKIP + POL_KEY_LONG, len - POL_KEY_SKIP - POL_KEY_LONG) == 0;
 }
 
 /* Probing reads 16 control bytes at a time (ctrl has a copy of its first 16 past its
@@ -255,7 +260,6 @@ static inline bool below_len_present(const zt_policy_t *p, size_t len) {
   return len < POL_BELOW_LEN_MAX && ((p->below_lens[len >> 6] >> (len & 63)) & 1);
 }
 
-
 /* Candidate prefix keys of one ID: their hashes are all known after one pass, so their
  * slots are prefetched together and the cache misses of a large table overlap. */
 #define MAX_CANDS 16
@@ -362,14 +366,7 @@ static inline zt_decision_t decide(const zt_policy_t *p, const zt_request_t *r,
     d.action = (k->how & POL_HOW_ALLOW) ? ZT_ALLOW : ZT_DENY;
     d.rule = str_at(p, k->name);
     d.rule_index = (int)k->index;
-    /* A 32-bit counter in the slot; every 2^31 decisions carry into the rule's own
-     * (added there first, so a reader never sees the sum fall). */
-    if (count && atomic_fetch_add_explicit(&k->hits, 1, memory_order_relaxed) + 1 ==
-                     POL_HITS_CARRY) {
-      atomic_fetch_add_explicit(&p->hot[best.pos].hits, POL_HITS_CARRY,
-                                memory_order_relaxed);
-      atomic_fetch_sub_explicit(&k->hits, POL_HITS_CARRY, memory_order_relaxed);
-    }
+    if (count) atomic_fetch_add_explicit(&k->hits, 1, memory_order_relaxed);
     return d;
   }
   if (best.pos == NO_RULE) {
@@ -540,13 +537,18 @@ static ssize_t key_slot(zt_policy_t *p, const char *s, size_t len) {
        i = (i + 1) & p->key_mask, tries++) {
     pol_key_t *k = &p->keys[i];
     if (p->ctrl[i] == POL_CTRL_EMPTY) {
-      size_t in = len - POL_KEY_SKIP;
-      if (str_off(p, s, &k->s)) return -1;
+      if (len <= POL_KEY_SKIP + POL_KEY_INLINE) {
+        memcpy(k->in, s + POL_KEY_SKIP, len - POL_KEY_SKIP);
+      } else {
+        uint32_t whole;
+        if (str_off(p, s, &whole)) return -1;
+        memcpy(k->in, s + POL_KEY_SKIP, POL_KEY_LONG);
+        memcpy(k->in + POL_KEY_LONG, &whole, sizeof(whole));
+      }
       p->ctrl[i] = tag;
       if (i < POL_CTRL_GROUP) p->ctrl[p->key_mask + 1 + i] = tag;   /* the copy */
       k->len = (uint16_t)len;
       atomic_init(&k->hits, 0);
-      memcpy(k->in, s + POL_KEY_SKIP, in < POL_KEY_INLINE ? in : POL_KEY_INLINE);
       return (ssize_t)i;
     }
     if (p->ctrl[i] == tag && key_is(p, k, s, len)) return (ssize_t)i;

@@ -52,7 +52,7 @@ typedef struct {
   const pol_str_t *paths; size_t n_paths;       /* 0: every path */
 } pol_rule_t;
 
-/* A port set as the data path reads it, with its kind (pol_how_t's ports). */
+/* A port set as the data path reads it; its kind is in the POL_HOW_ byte. */
 typedef union {
   pol_ports_t r[2];
   const uint8_t *bitmap;
@@ -79,18 +79,21 @@ enum {
  * bits of the key's hash; 128 KiB for 100,000 keys, so a probe that finds nothing
  * rarely leaves the L2 cache) and 64-byte slots, one cache line each, read only when
  * the control byte matches. A slot holds the key's bytes past "spiffe://" (every key
- * starts with it) up to POL_KEY_INLINE of them, and when one rule alone names the key
- * (the common case) all a decision needs of that rule, with a hit counter of its own:
- * such a decision reads one line of the table and nothing else of the index (a
- * layout with the key's bytes and the rule elsewhere costs three cache misses at
- * 100,000 rules). Otherwise pos indexes the key's lists in p->key_lists.
+ * starts with it), and when one rule alone names the key (the common case) all a
+ * decision needs of that rule, with a hit counter of its own: such a decision reads a
+ * line of control bytes and one slot, and nothing else of the index (a layout with
+ * the key's bytes and the rule elsewhere costs three cache misses at 100,000 rules).
+ * Otherwise pos indexes the key's lists in p->key_lists.
  *
+ * A key of up to POL_KEY_SKIP + POL_KEY_INLINE bytes is whole in the slot. A longer
+ * one keeps its first POL_KEY_LONG bytes past the scheme there and, in the last four
+ * bytes of in[], the offset of the whole key: comparing its end reads one more line.
  * Strings are kept as offsets from the snapshot, which holds them all. */
 #define POL_CTRL_EMPTY 0x80
 #define POL_CTRL_GROUP 16                       /* control bytes compared at once */
 #define POL_KEY_SKIP 9                          /* strlen("spiffe://") */
 #define POL_KEY_INLINE 32
-#define POL_HITS_CARRY (1u << 31)
+#define POL_KEY_LONG (POL_KEY_INLINE - 4)
 
 enum { POL_KEY_LISTS, POL_KEY_EXACT1, POL_KEY_BELOW1 };   /* pol_key_t's where */
 
@@ -101,12 +104,12 @@ typedef struct {
   uint32_t pos;                                 /* in place: the rule's position;
                                                  * else its index in key_lists */
   pol_portset_t ports;                          /* in place: the rule's ports */
-  _Atomic uint32_t hits;                        /* in place: the rule's decisions by
-                                                 * this key (2^31 carry into hot[]) */
+  _Atomic uint64_t hits;                        /* in place: the rule's decisions by
+                                                 * this key */
   uint32_t index;                               /* in place: the rule's file index */
   uint32_t name;                                /* in place: the rule's name */
-  uint32_t s;                                   /* the whole key */
-  char in[POL_KEY_INLINE];                      /* its bytes from POL_KEY_SKIP on */
+  char in[POL_KEY_INLINE];                      /* the key from POL_KEY_SKIP on (see
+                                                 * above for a long one) */
 } pol_key_t;
 
 _Static_assert(sizeof(pol_key_t) == 64, "a slot is one cache line");

@@ -121,48 +121,60 @@ static int listen_on(zt_worker_t *w, zt_wlistener_t *wl) {
 }
 
 /* The worker's loop. With busy_poll, after a burst of events the worker keeps polling
- * (giving its CPU to whatever else is runnable there between polls) for that long
- * before it blocks: the next event of a request under way, such as the upstream's
- * reply, is then seen at once instead of after the scheduler wakes a sleeping thread,
- * which inside a virtual machine can take tens of microseconds per hop.
+ * (giving its CPU to whatever else is runnable there between polls) until that long
+ * has passed without an event, then blocks: the next event of a request under way,
+ * such as the upstream's reply, is seen at once instead of after the scheduler wakes
+ * a sleeping thread, which inside a virtual machine can take tens of microseconds per
+ * hop.
  *
- * Spinning only pays while CPU is to spare, so it is adaptive: every SPIN_WINDOW the
- * worker measures the share of that time it spent handling events (not sleeping in
- * the poller, not spinning), and spins in the next window only if that share was
+ * Spinning only pays while CPU is to spare, so it is adaptive: every SPIN_WINDOW_NS
+ * the worker measures the share of that time it spent handling events (not sleeping
+ * in the poller, not spinning), and spins in the next window only if that share was
  * under SPIN_MAX_BUSY_PCT. A loaded worker thus leaves the CPU to the processes that
  * feed it; an idle one sleeps. */
 #define SPIN_WINDOW_NS 10000000ull
 #define SPIN_MAX_BUSY_PCT 25
 
+typedef struct {
+  uint64_t start, idle, spun;    /* the window's start, poller idle time then, spinning */
+  bool ok;                       /* spinning allowed in this window */
+} spin_window_t;
+
+static bool spin_allowed(uv_loop_t *loop, spin_window_t *sw, uint64_t now) {
+  if (now - sw->start >= SPIN_WINDOW_NS) {
+    uint64_t idle = uv_metrics_idle_time(loop), wall = now - sw->start;
+    uint64_t asleep = idle - sw->idle + sw->spun;
+    sw->ok = asleep >= wall || (wall - asleep) * 100 < wall * SPIN_MAX_BUSY_PCT;
+    sw->start = now;
+    sw->idle = idle;
+    sw->spun = 0;
+  }
+  return sw->ok;
+}
+
 static void run_loop(uv_loop_t *loop, uint64_t busy_poll_us) {
   struct pollfd pf = {uv_backend_fd(loop), POLLIN, 0};
-  uint64_t spin = busy_poll_us * 1000, now, until, t, win_start, win_idle, spun = 0;
-  bool spin_ok = true;
+  uint64_t spin = busy_poll_us * 1000, until, t;
+  spin_window_t sw = {0, 0, 0, true};
   if (spin == 0 || uv_loop_configure(loop, UV_METRICS_IDLE_TIME) != 0) {
     uv_run(loop, UV_RUN_DEFAULT);
     return;
   }
-  win_start = uv_hrtime();
-  win_idle = uv_metrics_idle_time(loop);
+  sw.start = uv_hrtime();
   for (;;) {
     if (!uv_run(loop, UV_RUN_ONCE)) return;
-    now = uv_hrtime();
-    if (now - win_start >= SPIN_WINDOW_NS) {
-      uint64_t idle = uv_metrics_idle_time(loop), wall = now - win_start;
-      uint64_t asleep = idle - win_idle + spun;
-      spin_ok = asleep > wall || (wall - asleep) * 100 < wall * SPIN_MAX_BUSY_PCT;
-      win_start = now;
-      win_idle = idle;
-      spun = 0;
-    }
-    if (!spin_ok) continue;
-    for (until = now + spin; (t = uv_hrtime()) < until;) {
-      if (poll(&pf, 1, 0) <= 0) {
-        sched_yield();
-        spun += uv_hrtime() - t;
-      } else {
-        if (!uv_run(loop, UV_RUN_NOWAIT)) return;
+    for (until = (t = uv_hrtime()) + spin; t < until && spin_allowed(loop, &sw, t);
+         t = uv_hrtime()) {
+      bool ready = poll(&pf, 1, 0) > 0;
+      /* uv_run also does what the epoll fd cannot show: it registers the watchers
+       * started since the last poll (a connect, a read resumed) and runs pending
+       * callbacks and due timers. */
+      if (!uv_run(loop, UV_RUN_NOWAIT)) return;
+      if (ready) {
         until = uv_hrtime() + spin;
+      } else {
+        sched_yield();
+        sw.spun += uv_hrtime() - t;
       }
     }
   }

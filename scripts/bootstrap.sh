@@ -12,6 +12,7 @@
 # deb-src entries live in a private, temporary apt configuration: the machine's own
 # apt sources are not changed.
 set -euo pipefail
+shopt -s inherit_errexit   # a failure inside $(...) stops the script too
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 deps=${ZT_DEPS:-$top/.deps}
@@ -79,9 +80,12 @@ apt-get "${aptopt[@]}" update -qq
 
 # The upstream sources of Debian package $1, unpacked; prints their directory.
 debian_source() {
+  local dir
   (cd "$work/src" && apt-get "${aptopt[@]}" source --download-only "$1" >/dev/null)
   tar -xf "$(ls "$work"/src/"$1"_*.orig.tar.* | head -1)" -C "$work/src"
-  find "$work/src" -maxdepth 1 -type d -name "$2" | head -1
+  dir=$(find "$work/src" -maxdepth 1 -type d -name "$2" | head -1)
+  [ -n "$dir" ] || { echo "bootstrap: no source tree for $1 in $work/src" >&2; exit 1; }
+  echo "$dir"
 }
 
 # Install beside, then swap: a build never leaves a half-installed library behind.

@@ -119,6 +119,44 @@ def case_show_foreign_bundle_exits_1(pki):
         other.cleanup()
 
 
+def case_other_key_types_verify(pki):
+    """CAs and SVIDs made elsewhere with P-384 and RSA 4096 keys verify (wolfSSL keeps
+    its fast code for P-256 and RSA 2048/3072 only; these take the generic code), and
+    a leaf checked against the other CA does not."""
+    d = os.path.join(pki.dir, "foreign")
+    os.makedirs(d, exist_ok=True)
+    ext = os.path.join(d, "leaf.cnf")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "subjectAltName=URI:spiffe://example.org/foreign\n")
+    made = {}
+    for name, newkey, md in (("p384", "ec:%s" % os.path.join(d, "p384.param"), "-sha384"),
+                             ("rsa4096", "rsa:4096", "-sha256")):
+        if name == "p384":
+            check_eq(openssl("ecparam", "-name", "secp384r1", "-out",
+                             os.path.join(d, "p384.param")).returncode, 0, "ecparam")
+        ca, ca_key = os.path.join(d, name + "_ca.pem"), os.path.join(d, name + "_ca.key")
+        leaf, leaf_key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+        csr = os.path.join(d, name + ".csr")
+        for args in (
+                ("req", "-x509", "-newkey", newkey, "-nodes", "-keyout", ca_key, md,
+                 "-days", "2", "-subj", "/CN=%s CA" % name, "-addext",
+                 "basicConstraints=critical,CA:TRUE", "-addext",
+                 "keyUsage=critical,keyCertSign,cRLSign", "-out", ca),
+                ("req", "-new", "-newkey", newkey, "-nodes", "-keyout", leaf_key,
+                 "-subj", "/CN=leaf", "-out", csr),
+                ("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+                 "-CAcreateserial", "-days", "1", md, "-extfile", ext, "-out", leaf)):
+            r = openssl(*args)
+            check_eq(r.returncode, 0, "openssl %s: %s" % (args[0], r.stderr))
+        made[name] = (ca, leaf)
+        r = cli("identity", "show", leaf, "--bundle", ca)
+        check_eq(r.rc, 0, "%s SVID against its CA\n%r" % (name, r))
+        check("verifies" in r.out, "%s: not said to verify\n%r" % (name, r))
+    r = cli("identity", "show", made["p384"][1], "--bundle", made["rsa4096"][0])
+    check_eq(r.rc, 1, "P-384 SVID against the RSA CA\n%r" % r)
+
+
 def case_revoke_writes_a_crl_openssl_accepts(pki):
     cert, _ = pki.issue("spiffe://example.org/r", ca=(pki.int_cert, pki.int_key),
                         name="rev")
@@ -162,6 +200,7 @@ CASES = [
     ("show_names_each_broken_rule_and_exits_1", case_show_names_each_broken_rule),
     ("show_expired_exits_1", case_show_expired_exits_1),
     ("show_with_a_foreign_bundle_exits_1", case_show_foreign_bundle_exits_1),
+    ("p384_and_rsa4096_svids_verify", case_other_key_types_verify),
     ("revoke_writes_a_crl_openssl_accepts", case_revoke_writes_a_crl_openssl_accepts),
     ("usage_errors", case_usage_errors),
 ]

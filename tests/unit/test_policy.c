@@ -430,24 +430,29 @@ ZT_TEST(long_ids_alike_but_for_their_ends_are_told_apart) {
   ZT_ASSERT(wrong == 0);
 }
 
-/* A rule alone on its key counts in the key's 32-bit counter, which carries 2^31 into
- * the rule's own every time it gets there; the sum must not notice. */
-ZT_TEST(hits_carry_from_the_key_into_the_rule) {
+/* A rule alone on its key counts in the key's own counter, a rule in a list in its
+ * own; zt_policy_hits adds them up per rule. */
+ZT_TEST(hits_in_keys_and_in_rules_add_up) {
   zt_policy_t *p = load_ok("trust_domain: example.org\n"
                            "rules:\n"
                            "  - name: a\n    action: allow\n"
-                           "    from: [spiffe://example.org/a]\n");
+                           "    from: [spiffe://example.org/a, spiffe://example.org/b]\n"
+                           "  - name: b-too\n    action: allow\n"
+                           "    from: [spiffe://example.org/b]\n");
   zt_request_t ra = {"spiffe://example.org/a", 22, 80, NULL, NULL};
-  pol_key_t *k = (pol_key_t *)zt_policy__find_key(p, ra.peer_id, ra.peer_id_len);
-  uint64_t hits[2];
-  ZT_ASSERT(k != NULL && k->where == POL_KEY_EXACT1);
-  atomic_store(&k->hits, POL_HITS_CARRY - 2);
+  zt_request_t rb = {"spiffe://example.org/b", 22, 80, NULL, NULL};
+  const pol_key_t *ka = zt_policy__find_key(p, ra.peer_id, ra.peer_id_len);
+  const pol_key_t *kb = zt_policy__find_key(p, rb.peer_id, rb.peer_id_len);
+  uint64_t hits[3];
+  ZT_ASSERT(ka != NULL && ka->where == POL_KEY_EXACT1);   /* named by a alone */
+  ZT_ASSERT(kb != NULL && kb->where == POL_KEY_LISTS);    /* named by a and b-too */
   for (int i = 0; i < 5; i++) ZT_ASSERT(zt_policy_decide(p, &ra).rule_index == 0);
+  for (int i = 0; i < 3; i++) ZT_ASSERT(zt_policy_decide(p, &rb).rule_index == 0);
   zt_policy_hits(p, hits);
-  ZT_ASSERT(hits[0] == (uint64_t)POL_HITS_CARRY + 3);
-  ZT_ASSERT(atomic_load(&k->hits) == 3);
-  ZT_ASSERT(atomic_load(&p->hot[0].hits) == POL_HITS_CARRY);
+  ZT_ASSERT(atomic_load(&ka->hits) == 5);
+  ZT_ASSERT(hits[0] == 8);
   ZT_ASSERT(hits[1] == 0);
+  ZT_ASSERT(hits[2] == 0);
   zt_policy_release(p);
 }
 
@@ -711,7 +716,7 @@ ZT_TEST_MAIN(ZT_RUN(exact_id_matches_only_itself),
              ZT_RUN(peer_id_length_is_what_counts),
              ZT_RUN(rule_index_is_the_file_order_index_and_default_is_minus_one),
              ZT_RUN(hits_count_decide_but_not_decide_nocount),
-             ZT_RUN(hits_carry_from_the_key_into_the_rule),
+             ZT_RUN(hits_in_keys_and_in_rules_add_up),
              ZT_RUN(long_ids_alike_but_for_their_ends_are_told_apart),
              ZT_RUN(on_reload_and_mode_accessors),
              ZT_RUN(many_ranges_take_the_bitmap_and_overlaps_merge),
