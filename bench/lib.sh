@@ -27,28 +27,25 @@ tree_pids() {
   ps -o pid= --ppid "$p" 2>/dev/null | tr -d ' '
 }
 
-# VmRSS in KiB, summed over the pid and its children
-rss_kb() {
+# one number per process, printed by awk program $2 from /proc/PID/$1, summed over
+# pid $3 and its children
+tree_sum() {
   local s=0 p v
-  for p in $(tree_pids "$1"); do
-    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null)
+  for p in $(tree_pids "$3"); do
+    v=$(awk "$2" "/proc/$p/$1" 2>/dev/null)
     s=$((s + ${v:-0}))
   done
   echo "$s"
 }
+
+# VmRSS in KiB, summed over the pid and its children
+rss_kb() { tree_sum status '/^VmRSS:/{print $2}' "$1"; }
 
 # open file descriptors of one pid
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 
 # user+system CPU in clock ticks (all threads), summed over the pid and its children
-cpu_ticks() {
-  local s=0 p v
-  for p in $(tree_pids "$1"); do
-    v=$(awk '{sub(/^.*\) /,""); print $12+$13}' "/proc/$p/stat" 2>/dev/null)
-    s=$((s + ${v:-0}))
-  done
-  echo "$s"
-}
+cpu_ticks() { tree_sum stat '{sub(/^.*\) /,""); print $12+$13}' "$1"; }
 
 # "busy_ticks total_ticks" of the whole machine from /proc/stat (noise indicator)
 sys_ticks() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /proc/stat; }

@@ -102,45 +102,53 @@ def put(c, fig, r, v):
     R[c].setdefault(fig, {})[r] = v
 
 
+def wrk_round(c, p, label, report_missing=True):
+    """(round, wrk result, CPU meta) of one wrk run, its errors noted; None if it has no
+    result."""
+    r, w, m = rnd(p), parse_wrk(p), meta(p)
+    if not w or w["rps"] is None:
+        if report_missing:
+            errors[c].append(f"{label} round {r}: no wrk result")
+        return None
+    if sum(w["sock_errors"].values()) or w["non2xx"]:
+        errors[c].append(f"{label} round {r}: socket errors {w['sock_errors']}, non-2xx {w['non2xx']}")
+    return r, w, m
+
+
+def proxies_cpu_s(m):
+    return m.get("cpu_out_s", 0) + m.get("cpu_in_s", 0)
+
+
 for c in contenders:
     for p in rounds_of(c, "ka"):
-        r, w, m = rnd(p), parse_wrk(p), meta(p)
-        if not w or w["rps"] is None:
-            errors[c].append(f"keep-alive round {r}: no wrk result")
+        if not (got := wrk_round(c, p, "keep-alive")):
             continue
+        r, w, m = got
         put(c, "ka_rps", r, w["rps"])
         put(c, "ka_p50_ms", r, w["p50"])
         put(c, "ka_p99_ms", r, w["p99"])
-        se = sum(w["sock_errors"].values())
-        if se or w["non2xx"]:
-            errors[c].append(f"keep-alive round {r}: socket errors {w['sock_errors']}, non-2xx {w['non2xx']}")
         if c != "direct" and w["n"]:
-            put(c, "ka_cpu_s_per_10k", r, (m.get("cpu_out_s", 0) + m.get("cpu_in_s", 0)) / w["n"] * 1e4)
+            put(c, "ka_cpu_s_per_10k", r, proxies_cpu_s(m) / w["n"] * 1e4)
             put(c, "ka_cpu_out_s_per_10k", r, m.get("cpu_out_s", 0) / w["n"] * 1e4)
             put(c, "ka_cpu_in_s_per_10k", r, m.get("cpu_in_s", 0) / w["n"] * 1e4)
         put(c, "others_cpu_s_ka", r, m.get("others_cpu_s"))
     for p in rounds_of(c, "close"):
-        r, w, m = rnd(p), parse_wrk(p), meta(p)
-        if not w or w["rps"] is None:
-            errors[c].append(f"new-connection round {r}: no wrk result")
+        if not (got := wrk_round(c, p, "new-connection")):
             continue
+        r, w, m = got
         put(c, "close_cps", r, w["rps"])
         put(c, "close_p50_ms", r, w["p50"])
         put(c, "close_p99_ms", r, w["p99"])
-        se = sum(w["sock_errors"].values())
-        if se or w["non2xx"]:
-            errors[c].append(f"new-connection round {r}: socket errors {w['sock_errors']}, non-2xx {w['non2xx']}")
         if c != "direct" and w["n"]:
-            put(c, "close_cpu_ms_per_conn", r, (m.get("cpu_out_s", 0) + m.get("cpu_in_s", 0)) / w["n"] * 1e3)
+            put(c, "close_cpu_ms_per_conn", r, proxies_cpu_s(m) / w["n"] * 1e3)
     for p in rounds_of(c, "resume"):
-        r, w, m = rnd(p), parse_wrk(p), meta(p)
-        if not w or w["rps"] is None:
+        # older ztproxy builds have no resumption: no result is not an error
+        if not (got := wrk_round(c, p, "resumption", report_missing=False)):
             continue
+        r, w, m = got
         put(c, "resume_cps", r, w["rps"])
-        if sum(w["sock_errors"].values()) or w["non2xx"]:
-            errors[c].append(f"resumption round {r}: socket errors {w['sock_errors']}, non-2xx {w['non2xx']}")
         if w["n"]:
-            put(c, "resume_cpu_ms_per_conn", r, (m.get("cpu_out_s", 0) + m.get("cpu_in_s", 0)) / w["n"] * 1e3)
+            put(c, "resume_cpu_ms_per_conn", r, proxies_cpu_s(m) / w["n"] * 1e3)
     for p in rounds_of(c, "lat"):
         r, d = rnd(p), parse_kv_line(p)
         if not d or "p50_us" not in d:
@@ -161,7 +169,7 @@ for c in contenders:
             put(c, f"{dirn}_MBps", r, float(d["MB_s"]))
             g = gb.setdefault(r, [0.0, 0.0])
             g[0] += float(d["bytes"]) / 1e9
-            g[1] += m.get("cpu_out_s", 0) + m.get("cpu_in_s", 0)
+            g[1] += proxies_cpu_s(m)
     if c != "direct":
         for r, (g, cpu) in gb.items():
             if g > 0:
