@@ -157,6 +157,9 @@ for c in contenders:
         put(c, "lat_p50_ms", r, float(d["p50_us"]) / 1000)
         put(c, "lat_p99_ms", r, float(d["p99_us"]) / 1000)
         put(c, "lat_achieved_rps", r, float(d["achieved_rps"]))
+        m = meta(p)
+        if c != "direct" and m.get("wall_s"):
+            put(c, "lat_cpu_cores", r, proxies_cpu_s(m) / m["wall_s"])
         if int(d.get("errors", 0)) or int(d.get("non200", 0)) or int(d.get("unsent", 0)):
             errors[c].append(f"open-loop round {r}: errors={d.get('errors')} non200={d.get('non200')} unsent={d.get('unsent')}")
     gb = {}
@@ -337,6 +340,7 @@ FIG = [  # key, label, unit, higher_is_better, digits, target (kind, value) on z
     ("lat_p99_ms", "open-loop 1,000 req/s x 16 conns: p99", "ms", False, 3, None),
     ("lat_added_p50_ms", "  added p50 vs direct", "ms", False, 3, ("abs_le", 0.2)),
     ("lat_added_p99_ms", "  added p99 vs direct", "ms", False, 3, ("abs_le", 0.3)),
+    ("lat_cpu_cores", "  CPU of the two proxies meanwhile", "cores", False, 2, None),
     ("up_MBps", "bulk, one stream, client -> server", "MB/s", True, 0, ("ratio_haproxy_ge", 1.5)),
     ("down_MBps", "bulk, one stream, server -> client", "MB/s", True, 0, ("ratio_haproxy_ge", 1.5)),
     ("cpu_s_per_GB", "CPU s per GB (outbound + inbound)", "s/GB", False, 2, None),
