@@ -15,8 +15,10 @@
 #                     [--no-install] [--ztproxy PATH]
 #   --quick       1 round, 4 s per test, holds of 1,000 and 5,000, no profile (~3 min)
 #   default       3 rounds, 10 s per test, holds of 1,000 and 10,000, perf profile (~13 min)
-# Output: bench/results/latest.json and latest.md (+ the table on stdout); raw outputs,
-# configs, certificates, logs and perf reports under bench/results/raw/<timestamp>/.
+# Output: the table on stdout; raw outputs, configs, certificates, logs and perf
+# reports under bench/results/raw/<timestamp>/, with the summary (latest.json and
+# latest.md) beside them. A complete run (all three contenders, 3 rounds or more, not
+# --quick) also writes the summary to bench/results/, whose table the README shows.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$TOP/bench
@@ -340,5 +342,10 @@ fi
 stop_all
 trap - EXIT INT TERM HUP
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/env.txt"
-python3 "$BENCH/summarize.py" "$RAW" "$BENCH/results" || die "summarize failed"
-log "wrote $BENCH/results/latest.json and latest.md (raw: $RAW)"
+python3 "$BENCH/summarize.py" "$RAW" "$RAW" || die "summarize failed"
+if [ $QUICK = 0 ] && [ "$ROUNDS" -ge 3 ] && [ "$(echo $CONTENDERS | tr ' ' '\n' | sort | tr '\n' ' ')" = "direct haproxy ztproxy " ]; then
+  cp "$RAW/latest.json" "$RAW/latest.md" "$BENCH/results/" || die "cannot write $BENCH/results"
+  log "wrote $BENCH/results/latest.json and latest.md (raw: $RAW)"
+else
+  log "a partial run: its summary is $RAW/latest.md (bench/results/latest.* keep the last complete run)"
+fi

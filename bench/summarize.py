@@ -425,7 +425,7 @@ doc = {
     "noise_other_load_cpus": noise,
     "noise_other_load_cpus_by_test": noise_test,
     "profile": profile,
-    "raw_dir": os.path.relpath(RAW, os.path.dirname(OUT.rstrip("/"))),
+    "raw_dir": os.path.relpath(RAW, os.path.dirname(os.path.abspath(__file__))),
 }
 os.makedirs(OUT, exist_ok=True)
 with open(os.path.join(OUT, "latest.json"), "w") as f:
