@@ -30,7 +30,7 @@ deps=${ZT_DEPS:-$top/.deps}
 # resumed TLS 1.3 handshake does not otherwise carry (proxy/tls.c, ticket_cb).
 # WOLFSSL_GETRANDOM seeds each connection's DRBG with one getrandom() call instead of
 # opening, reading and closing /dev/urandom: two system calls fewer per TLS connection,
-# and no need for /dev in the container.
+# and no /dev/urandom needed in the container.
 wolfssl_flags=(--enable-static --disable-shared
   --enable-aesni --enable-intelasm --enable-sp=p256,rsa2048,rsa3072 --enable-sp-asm
   --enable-sp-math-all
