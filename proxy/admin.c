@@ -202,9 +202,16 @@ static void do_config(client_t *c) {
   zt_sbuf_printf(&b, ",\"allow_remote\":%s,\"max_peer_series\":%zu},\"log\":{\"access\":",
                  cfg->admin_allow_remote ? "true" : "false", cfg->max_peer_series);
   zt_sbuf_json(&b, cfg->access_log ? cfg->access_log : "off");
-  zt_sbuf_printf(&b, ",\"level\":\"%s\"},\"workers\":%u,\"drain_timeout_ms\":%llu,"
-                     "\"listeners\":[", levels[cfg->log_level], cfg->workers,
-                 (unsigned long long)cfg->drain_timeout_ms);
+  {
+    const zt_server_t *srv = c->a->srv;
+    unsigned on_ring = 0;
+    for (unsigned i = 0; i < srv->n_workers; i++) on_ring += srv->workers[i].on_ring;
+    zt_sbuf_printf(&b, ",\"level\":\"%s\"},\"workers\":%u,\"drain_timeout_ms\":%llu,"
+                       "\"io_uring\":%s,\"io_uring_workers\":%u,\"listeners\":[",
+                   levels[cfg->log_level], cfg->workers,
+                   (unsigned long long)cfg->drain_timeout_ms,
+                   cfg->io_uring ? "true" : "false", on_ring);
+  }
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     const zt_listener_conf_t *l = &cfg->listeners[i];
     zt_sbuf_printf(&b, "%s{\"name\":", i ? "," : "");

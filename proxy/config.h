@@ -52,6 +52,7 @@ typedef struct {
   unsigned workers;              /* resolved: auto = number of cores */
   uint64_t drain_timeout_ms;
   uint64_t busy_poll_us;         /* 0: block as soon as there is nothing to do */
+  bool io_uring;                 /* established connections' I/O through io_uring */
   bool admin_enabled;            /* an `admin` section was given */
   zt_addr_t admin_listen;        /* default 127.0.0.1:15000 */
   bool admin_allow_remote;

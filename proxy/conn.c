@@ -10,15 +10,23 @@
  * verified the peer's SVID and, inbound, the policy has allowed it: until then the app
  * connection does not even exist.
  *
+ * Once established, a connection's reads and writes go through the worker's io_uring
+ * when it has one (uring.h): a receive stays armed on each side, ciphertext is taken
+ * from the provided buffer it filled, and each side has a queue of blocks to send with
+ * one send in flight. Without the ring (or if libuv still had bytes to write when the
+ * handshake ended) the connection stays on libuv: uv_read_start and uv_try_write.
+ *
  * Backpressure: above ZT_HIGH_WATER bytes queued toward one side, the other side's
  * reading stops; it resumes at ZT_LOW_WATER. Half-close travels as TLS close_notify
  * plus TCP FIN. Every end goes through zt_conn_close(), which writes the access-log
  * record once; the last handle's close callback frees everything.
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <wolfssl/options.h>
@@ -53,9 +61,18 @@ struct zt_conn {
   zt_block_t *rx;                 /* ciphertext not yet taken by wolfSSL */
   uint32_t rx_off;
   zt_block_t *tx_head, *tx_tail;  /* wolfSSL output not yet handed to libuv */
+  /* With io_uring (uring): per side, [0] TLS and [1] plain */
+  int fd[2];
+  uint8_t armed;                  /* bit per ZT_OP_*: in the kernel */
+  int held_buf;                   /* provided buffer with ciphertext left, or -1 */
+  uint32_t held_off, held_len;
+  zt_block_t *recv_own[2];        /* our block for a receive when no buffer was left */
+  zt_block_t *sq_head[2], *sq_tail[2]; /* blocks to send; the head is in flight */
+  uint32_t sq_off[2];             /* bytes of the head already sent */
   size_t pending_tls, pending_plain; /* bytes in uv_write toward each side */
   zt_conn_state_t state;
   bool inbound, up_open, counted, decided;
+  bool uring;                     /* established on the worker's ring */
   bool ticket_kept;               /* outbound: this connection's ticket is cached */
   uint8_t ticket_looks;           /* outbound: pumps that looked for a new ticket */
   bool offered_ticket;            /* outbound: resumption was offered with ... */
@@ -230,14 +247,23 @@ static void keep_ticket(zt_conn_t *c) {
   t->ident = zt_identity_retain(c->ident);
 }
 
+static void put_chain(zt_worker_t *w, zt_block_t *b) {
+  while (b) {
+    zt_block_t *next = b->next;
+    zt_block_put(w, b);
+    b = next;
+  }
+}
+
 static void free_conn(zt_conn_t *c) {
   zt_worker_t *w = c->w;
-  zt_block_t *b;
   if (c->rx) zt_block_put(w, c->rx);
-  while ((b = c->tx_head)) {
-    c->tx_head = b->next;
-    zt_block_put(w, b);
+  put_chain(w, c->tx_head);
+  for (int side = 0; side < 2; side++) {
+    put_chain(w, c->sq_head[side]);
+    if (c->recv_own[side]) zt_block_put(w, c->recv_own[side]);
   }
+  if (c->held_buf >= 0) zt_uring_buf_put(w->uring, c->held_buf);
   if (c->ssl) wolfSSL_free(c->ssl);
   zt_tls_peer_free(&c->peer);
   zt_policy_release(c->policy);
@@ -252,10 +278,13 @@ static void free_conn(zt_conn_t *c) {
   zt_worker_conn_gone(w);
 }
 
+/* Freed when its handles are closed and the ring has no operation of it left. */
 static void on_handle_closed(uv_handle_t *h) {
   zt_conn_t *c = h->data;
-  if (--c->pending_closes == 0) free_conn(c);
+  if (--c->pending_closes == 0 && c->armed == 0) free_conn(c);
 }
+
+static uint64_t op_ud(zt_conn_t *c, int op) { return (uint64_t)(uintptr_t)c | (unsigned)op; }
 
 void zt_conn_close(zt_conn_t *c, const char *reason) {
   if (c->state == ZT_CONN_CLOSING) return;
@@ -268,6 +297,8 @@ void zt_conn_close(zt_conn_t *c, const char *reason) {
                        (uv_now(&c->w->loop) - c->start_ms) * 1000);
   if (c->tls_error) zt_count(&c->m->hs_failures[zt_tls_reason_index(c->tls_error)], 1);
   c->pending_closes = 2 + c->up_open;
+  for (int op = 0; op < 4; op++)
+    if (c->armed & (1u << op)) zt_uring_cancel(c->w->uring, op_ud(c, op));
   uv_close((uv_handle_t *)&c->down, on_handle_closed);
   if (c->up_open) uv_close((uv_handle_t *)&c->up, on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -287,9 +318,9 @@ char *zt_conn_dump(zt_worker_t *w) {
     zt_sbuf_json(&b, c->lc->target.str);
     zt_sbuf_printf(&b, ",\"peer_id\":");
     zt_sbuf_json(&b, c->peer.peer_id);
-    zt_sbuf_printf(&b, ",\"state\":\"%s\",\"age_ms\":%llu,\"bytes_in\":%llu,"
-                       "\"bytes_out\":%llu}", states[c->state],
-                   (unsigned long long)(now - c->start_ms),
+    zt_sbuf_printf(&b, ",\"state\":\"%s\",\"io_uring\":%s,\"age_ms\":%llu,"
+                       "\"bytes_in\":%llu,\"bytes_out\":%llu}", states[c->state],
+                   c->uring ? "true" : "false", (unsigned long long)(now - c->start_ms),
                    (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
   }
   return zt_sbuf_take(&b, NULL);
@@ -355,6 +386,30 @@ static void maybe_finish(zt_conn_t *c) {
 
 /* --- writing ----------------------------------------------------------------------- */
 
+static void arm_plain(zt_conn_t *c);
+static void shut_write(zt_conn_t *c, int to_tls);
+
+/* Bytes toward one side have left: resume reading what backpressure stopped, and
+ * finish a half-close that waited for them. */
+static void wrote(zt_conn_t *c, int to_tls) {
+  if (to_tls && c->plain_paused && c->pending_tls <= ZT_LOW_WATER && !c->plain_eof) {
+    c->plain_paused = false;
+    if (c->uring) arm_plain(c);
+    else uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
+    if (c->state == ZT_CONN_CLOSING) return;
+  }
+  if (!to_tls && c->tls_paused && c->pending_plain <= ZT_LOW_WATER) {
+    c->tls_paused = false;
+    if (!c->uring && !c->tls_eof) uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
+    pump_tls(c);                    /* on the ring, it arms the receive again */
+    if (c->state == ZT_CONN_CLOSING) return;
+  }
+  bool shut_waits = to_tls ? c->tls_wshut && !c->tls_wshut_done
+                          : c->plain_wshut && !c->plain_wshut_done;
+  if (c->uring && shut_waits && c->sq_head[!to_tls] == NULL) shut_write(c, to_tls);
+  else maybe_finish(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
   zt_block_t *b = container_of(req, zt_block_t, req);
   zt_conn_t *c = b->conn;
@@ -368,16 +423,56 @@ static void on_write(uv_write_t *req, int status) {
     zt_conn_close(c, "reset");
     return;
   }
-  if (to_tls && c->plain_paused && c->pending_tls <= ZT_LOW_WATER && !c->plain_eof) {
-    c->plain_paused = false;
-    uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
+  wrote(c, to_tls);
+}
+
+/* On the ring: send the head of a side's queue (from where a short send stopped). */
+static int send_head(zt_conn_t *c, int side) {
+  zt_block_t *b = c->sq_head[side];
+  int r = zt_uring_send(c->w->uring, c->fd[side], b->data + c->sq_off[side],
+                        b->len - c->sq_off[side], op_ud(c, ZT_OP_SEND_TLS + side));
+  if (r == 0) c->armed |= 1u << (ZT_OP_SEND_TLS + side);
+  return r;
+}
+
+static void send_done(zt_conn_t *c, int side, int res) {
+  zt_block_t *b = c->sq_head[side];
+  if (res < 0) {
+    zt_conn_close(c, "reset");
+    return;
   }
-  if (!to_tls && c->tls_paused && c->pending_plain <= ZT_LOW_WATER) {
-    c->tls_paused = false;
-    if (!c->tls_eof) uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
-    pump_tls(c);
-    if (c->state == ZT_CONN_CLOSING) return;
+  c->sq_off[side] += (uint32_t)res;
+  if (c->sq_off[side] < b->len) {
+    if (send_head(c, side)) zt_conn_close(c, "error");
+    return;
   }
+  c->sq_off[side] = 0;
+  if ((c->sq_head[side] = b->next) == NULL) c->sq_tail[side] = NULL;
+  if (side == 0) c->pending_tls -= b->len;
+  else c->pending_plain -= b->len;
+  zt_block_put(c->w, b);
+  if (c->sq_head[side] && send_head(c, side)) {
+    zt_conn_close(c, "error");
+    return;
+  }
+  wrote(c, side == 0);
+}
+
+/* No more bytes toward one side: TCP FIN, once everything queued for it has left. On
+ * the ring that is a shutdown() of our own; libuv's uv_shutdown waits for its writes. */
+static void shut_write(zt_conn_t *c, int to_tls) {
+  if (!c->uring) {
+    if (to_tls) uv_shutdown(&c->shut_tls, tls_stream(c), on_shutdown);
+    else uv_shutdown(&c->shut_plain, plain_stream(c), on_shutdown);
+    return;
+  }
+  if (c->sq_head[!to_tls]) return;  /* wrote() comes back when the queue is empty */
+  if (shutdown(c->fd[!to_tls], SHUT_WR) < 0 && errno != ENOTCONN) {
+    zt_conn_close(c, "reset");
+    return;
+  }
+  if (to_tls) c->tls_wshut_done = true;
+  else c->plain_wshut_done = true;
   maybe_finish(c);
 }
 
@@ -389,6 +484,15 @@ static int write_block(zt_conn_t *c, zt_block_t *b, int to_tls) {
   uv_buf_t buf = uv_buf_init(b->data, b->len);
   int r;
 
+  if (c->uring) {
+    int side = !to_tls;
+    b->next = NULL;
+    if (c->sq_tail[side]) c->sq_tail[side]->next = b;
+    else c->sq_head[side] = b;
+    c->sq_tail[side] = b;
+    *pending += b->len;
+    return c->sq_head[side] == b ? send_head(c, side) : 0;
+  }
   if (*pending == 0) {
     r = uv_try_write(s, &buf, 1);
     if (r == (int)b->len) {
@@ -429,17 +533,26 @@ static int flush_tx(zt_conn_t *c) {
 
 /* --- wolfSSL I/O callbacks ---------------------------------------------------------- */
 
+/* Ciphertext comes from rx, then from the provided buffer the ring filled. */
 static int tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   zt_conn_t *c = ctx;
   uint32_t avail;
   (void)ssl;
-  if (c->rx == NULL || c->rx_off == c->rx->len)
-    return c->tls_eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
-  avail = c->rx->len - c->rx_off;
-  if ((uint32_t)sz > avail) sz = (int)avail;
-  memcpy(buf, c->rx->data + c->rx_off, (size_t)sz);
-  c->rx_off += (uint32_t)sz;
-  return sz;
+  if (c->rx && c->rx_off < c->rx->len) {
+    avail = c->rx->len - c->rx_off;
+    if ((uint32_t)sz > avail) sz = (int)avail;
+    memcpy(buf, c->rx->data + c->rx_off, (size_t)sz);
+    c->rx_off += (uint32_t)sz;
+    return sz;
+  }
+  if (c->held_buf >= 0 && c->held_off < c->held_len) {
+    avail = c->held_len - c->held_off;
+    if ((uint32_t)sz > avail) sz = (int)avail;
+    memcpy(buf, zt_uring_buf(c->w->uring, c->held_buf) + c->held_off, (size_t)sz);
+    c->held_off += (uint32_t)sz;
+    return sz;
+  }
+  return c->tls_eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
 }
 
 static int tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
@@ -477,6 +590,33 @@ static void release_rx_if_empty(zt_conn_t *c) {
     c->rx = NULL;
     c->rx_off = 0;
   }
+  if (c->held_buf >= 0 && c->held_off == c->held_len) {
+    zt_uring_buf_put(c->w->uring, c->held_buf);
+    c->held_buf = -1;
+  }
+}
+
+/* On the ring: arm a side's receive, into a provided buffer unless recv_own holds the
+ * block to use (the buffers had run out). The TLS side is armed only once the last
+ * ciphertext is all taken, so that it lands in an empty rx. */
+static void arm_recv(zt_conn_t *c, int side) {
+  zt_block_t *own = c->recv_own[side];
+  if (c->armed & (1u << side)) return;
+  if (zt_uring_recv(c->w->uring, c->fd[side], own ? own->data : NULL,
+                    side == 0 ? ZT_BLOCK_DATA : ZT_PLAIN_READ, op_ud(c, side)) < 0) {
+    zt_conn_close(c, "error");
+    return;
+  }
+  c->armed |= 1u << side;
+}
+
+static void arm_tls(zt_conn_t *c) {
+  if (!c->tls_paused && !c->tls_eof && c->rx == NULL && c->held_buf < 0)
+    arm_recv(c, ZT_OP_RECV_TLS);
+}
+
+static void arm_plain(zt_conn_t *c) {
+  if (!c->plain_paused && !c->plain_eof) arm_recv(c, ZT_OP_RECV_PLAIN);
 }
 
 static void alloc_tls(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -540,6 +680,29 @@ static void connect_up(zt_conn_t *c) {
   uv_timer_start(&c->timer, on_timer, c->lc->connect_timeout_ms, 0);
 }
 
+/* Both sides are up (outbound: the handshake is done; inbound: the app connection
+ * too): from now on bytes flow both ways, through the worker's ring when it has one
+ * and libuv has nothing left to write. */
+static void start_streaming(zt_conn_t *c) {
+  c->state = ZT_CONN_STREAMING;
+  start_idle_timer(c);
+  if (c->w->uring && c->pending_tls == 0 && c->pending_plain == 0) {
+    uv_os_fd_t fd;
+    uv_read_stop(tls_stream(c));
+    c->uring = true;
+    uv_fileno((uv_handle_t *)tls_stream(c), &fd);
+    c->fd[0] = fd;
+    uv_fileno((uv_handle_t *)plain_stream(c), &fd);
+    c->fd[1] = fd;
+    arm_plain(c);
+    if (c->state == ZT_CONN_STREAMING) pump_tls(c);  /* what came with the handshake */
+    return;
+  }
+  uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
+  if (c->inbound && !c->tls_eof) uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
+  pump_tls(c);                      /* what arrived with the handshake */
+}
+
 static void handshake_done(zt_conn_t *c) {
   c->tls_version = wolfSSL_get_version(c->ssl);
   c->cipher = wolfSSL_get_cipher_name(c->ssl);
@@ -587,10 +750,7 @@ static void handshake_done(zt_conn_t *c) {
   if (zt_bundle_set_crl_count(c->w->ident->set->bundles) == 0)
     zt_tls_peer_drop_chain(&c->peer);   /* nothing left to re-check it against */
   if (!c->inbound) {
-    c->state = ZT_CONN_STREAMING;
-    start_idle_timer(c);
-    uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
-    pump_tls(c);
+    start_streaming(c);
     return;
   }
   {
@@ -698,12 +858,14 @@ static void pump_tls(zt_conn_t *c) {
   release_rx_if_empty(c);
   if (c->pending_plain > ZT_HIGH_WATER && !c->tls_paused) {
     c->tls_paused = true;
-    uv_read_stop(tls_stream(c));
+    if (!c->uring) uv_read_stop(tls_stream(c));
   }
   if (c->tls_closed && !c->plain_wshut) {
     c->plain_wshut = true;
-    uv_shutdown(&c->shut_plain, plain_stream(c), on_shutdown);
+    shut_write(c, 0);
+    if (c->state == ZT_CONN_CLOSING) return;
   }
+  if (c->uring) arm_tls(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -740,27 +902,41 @@ static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->state != ZT_CONN_CLOSING) release_rx_if_empty(c);
 }
 
+/* Plaintext from the plain side, encrypted toward the TLS side. Sets plain_paused
+ * when enough is queued there; -1 when the connection closed. */
+static int from_plain(zt_conn_t *c, const char *data, int n) {
+  int r = wolfSSL_write(c->ssl, data, n);
+  c->last_ms = uv_now(&c->w->loop);
+  if (r != n) {
+    zt_warn("%s: conn %llu: TLS write failed: %d", c->lc->name,
+            (unsigned long long)c->id, wolfSSL_get_error(c->ssl, r));
+    zt_conn_close(c, "error");
+    return -1;
+  }
+  *from_plain_bytes(c) += (uint64_t)n;
+  zt_count(c->inbound ? &c->m->bytes_out : &c->m->bytes_in, (uint64_t)n);
+  if (flush_tx(c)) return -1;
+  if (c->pending_tls > ZT_HIGH_WATER) c->plain_paused = true;
+  return 0;
+}
+
+/* The plain side is done sending: close_notify, then FIN, toward the TLS peer. */
+static void plain_ended(zt_conn_t *c) {
+  c->plain_eof = true;
+  wolfSSL_shutdown(c->ssl);
+  if (flush_tx(c)) return;
+  c->tls_wshut = true;
+  shut_write(c, 1);
+}
+
 static void on_plain_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   zt_conn_t *c = s->data;
   zt_block_t *b = buf->base ? container_of(buf->base, zt_block_t, data) : NULL;
 
   if (nread > 0) {
-    int r = wolfSSL_write(c->ssl, b->data, (int)nread);
+    int r = from_plain(c, b->data, (int)nread);
     zt_block_put(c->w, b);
-    c->last_ms = uv_now(&c->w->loop);
-    if (r != (int)nread) {
-      zt_warn("%s: conn %llu: TLS write failed: %d", c->lc->name,
-              (unsigned long long)c->id, wolfSSL_get_error(c->ssl, r));
-      zt_conn_close(c, "error");
-      return;
-    }
-    *from_plain_bytes(c) += (uint64_t)nread;
-    zt_count(c->inbound ? &c->m->bytes_out : &c->m->bytes_in, (uint64_t)nread);
-    if (flush_tx(c)) return;
-    if (c->pending_tls > ZT_HIGH_WATER) {
-      c->plain_paused = true;
-      uv_read_stop(s);
-    }
+    if (r == 0 && c->plain_paused) uv_read_stop(s);
     return;
   }
   if (b) zt_block_put(c->w, b);
@@ -769,13 +945,81 @@ static void on_plain_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     zt_conn_close(c, "reset");
     return;
   }
-  /* The plain side is done sending: close_notify, then FIN, toward the TLS peer. */
   uv_read_stop(s);
-  c->plain_eof = true;
-  wolfSSL_shutdown(c->ssl);
-  if (flush_tx(c)) return;
-  c->tls_wshut = true;
-  uv_shutdown(&c->shut_tls, tls_stream(c), on_shutdown);
+  plain_ended(c);
+}
+
+/* --- the ring's completions -------------------------------------------------------- */
+
+/* A receive found no provided buffer left: arm it again into a block of our own. */
+static void recv_starved(zt_conn_t *c, int side) {
+  if (c->recv_own[side] == NULL && (c->recv_own[side] = zt_block_get(c->w)) == NULL) {
+    zt_conn_close(c, "error");
+    return;
+  }
+  arm_recv(c, side);
+}
+
+static void tls_received(zt_conn_t *c, int res, int buf) {
+  if (res > 0) {
+    if (buf >= 0) {
+      c->held_buf = buf;
+      c->held_off = 0;
+      c->held_len = (uint32_t)res;
+    } else {                        /* into recv_own; arm_tls left rx empty */
+      c->rx = c->recv_own[0];
+      c->recv_own[0] = NULL;
+      c->rx->len = (uint32_t)res;
+      c->rx_off = 0;
+    }
+    c->last_ms = uv_now(&c->w->loop);
+  } else if (res == 0) {
+    c->tls_eof = true;
+  } else if (res == -ENOBUFS) {
+    recv_starved(c, 0);
+    return;
+  } else {
+    zt_conn_close(c, "reset");
+    return;
+  }
+  pump_tls(c);
+}
+
+static void plain_received(zt_conn_t *c, int res, int buf) {
+  if (res > 0) {
+    int r = from_plain(c, buf >= 0 ? zt_uring_buf(c->w->uring, buf) : c->recv_own[1]->data,
+                       res);
+    if (buf >= 0) {
+      zt_uring_buf_put(c->w->uring, buf);
+    } else {                        /* the next receive tries the buffers again */
+      zt_block_put(c->w, c->recv_own[1]);
+      c->recv_own[1] = NULL;
+    }
+    if (r == 0) arm_plain(c);
+  } else if (res == 0) {
+    plain_ended(c);
+  } else if (res == -ENOBUFS) {
+    recv_starved(c, 1);
+  } else {
+    zt_conn_close(c, "reset");
+  }
+}
+
+void zt_conn_uring_done(void *arg, uint64_t ud, int res, int buf) {
+  zt_conn_t *c = (zt_conn_t *)(uintptr_t)(ud & ~(uint64_t)ZT_OP_MASK);
+  int op = (int)(ud & ZT_OP_MASK);
+  (void)arg;
+  c->armed &= (uint8_t)~(1u << op);
+  if (c->state == ZT_CONN_CLOSING) {
+    if (buf >= 0) zt_uring_buf_put(c->w->uring, buf);
+    if (c->armed == 0 && c->pending_closes == 0) free_conn(c);
+    return;
+  }
+  switch (op) {
+  case ZT_OP_RECV_TLS: tls_received(c, res, buf); break;
+  case ZT_OP_RECV_PLAIN: plain_received(c, res, buf); break;
+  default: send_done(c, op - ZT_OP_SEND_TLS, res); break;
+  }
 }
 
 /* --- timers and connecting ---------------------------------------------------------- */
@@ -848,11 +1092,7 @@ static void on_up_connect(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&c->up, 1);
   if (c->inbound) {
-    c->state = ZT_CONN_STREAMING;
-    start_idle_timer(c);
-    uv_read_start(plain_stream(c), alloc_plain, on_plain_read);
-    if (!c->tls_eof) uv_read_start(tls_stream(c), alloc_tls, on_tls_read);
-    pump_tls(c);                    /* what arrived with the handshake */
+    start_streaming(c);
     return;
   }
   if (start_tls(c) == 0) drive_handshake(c);  /* sends the ClientHello */
@@ -894,6 +1134,7 @@ void zt_conn_accept(zt_wlistener_t *wl) {
   c->id = w->next_conn_id++ * w->srv->n_workers + w->index + 1;
   c->start_ms = c->last_ms = uv_now(&w->loop);
   c->state = ZT_CONN_HANDSHAKE;
+  c->held_buf = -1;
   uv_tcp_init(&w->loop, &c->down);
   uv_timer_init(&w->loop, &c->timer);
   c->down.data = c->timer.data = c;

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "tls.h"
+#include "uring.h"
 
 /* One block holds four full TLS records: 64 KiB of plaintext read from the plain side
  * become four records written with one syscall, and up to 64 KiB of ciphertext are
@@ -34,6 +35,9 @@
 #define ZT_LOW_WATER (64 * 1024)
 /* Free blocks a worker keeps for reuse (2 MiB); the rest go back to the allocator. */
 #define ZT_POOL_KEEP 32
+/* With io_uring: a worker's provided receive buffers, one block's size each (2 MiB,
+ * resident only once used). */
+#define ZT_URING_BUFS 32
 
 typedef struct zt_server zt_server_t;
 typedef struct zt_worker zt_worker_t;
@@ -76,6 +80,8 @@ struct zt_worker {
   zt_server_t *srv;
   unsigned index;
   uv_loop_t loop;
+  zt_uring_t *uring;            /* NULL: established connections use libuv's epoll */
+  bool on_ring;                 /* it has one (set before the worker reports started) */
   uv_thread_t thread;
   uv_async_t wake;              /* main → worker: drain */
   uv_timer_t drain_timer;
@@ -144,6 +150,8 @@ void zt_worker_conn_gone(zt_worker_t *w);
 void zt_conn_accept(zt_wlistener_t *wl);
 void zt_conn_close(zt_conn_t *c, const char *reason);
 void zt_conn_close_all(zt_worker_t *w, const char *reason);
+/* A completion of the worker's ring (arg is the worker). */
+void zt_conn_uring_done(void *arg, uint64_t ud, int res, int buf);
 char *zt_conn_dump(zt_worker_t *w);   /* this worker's connections, JSON objects */
 /* Decide again, under the worker's current snapshot, every established connection of
  * listener li; close those it no longer allows (unless it keeps established ones). */

@@ -140,10 +140,10 @@ typedef struct {
   bool ok;                       /* spinning allowed in this window */
 } spin_window_t;
 
-static bool spin_allowed(uv_loop_t *loop, spin_window_t *sw, uint64_t now) {
+/* idle: the loop's total time asleep so far. */
+static bool spin_allowed(spin_window_t *sw, uint64_t now, uint64_t idle) {
   if (now - sw->start >= SPIN_WINDOW_NS) {
-    uint64_t idle = uv_metrics_idle_time(loop), wall = now - sw->start;
-    uint64_t asleep = idle - sw->idle + sw->spun;
+    uint64_t wall = now - sw->start, asleep = idle - sw->idle + sw->spun;
     sw->ok = asleep >= wall || (wall - asleep) * 100 < wall * SPIN_MAX_BUSY_PCT;
     sw->start = now;
     sw->idle = idle;
@@ -163,8 +163,8 @@ static void run_loop(uv_loop_t *loop, uint64_t busy_poll_us) {
   sw.start = uv_hrtime();
   for (;;) {
     if (!uv_run(loop, UV_RUN_ONCE)) return;
-    for (until = (t = uv_hrtime()) + spin; t < until && spin_allowed(loop, &sw, t);
-         t = uv_hrtime()) {
+    for (until = (t = uv_hrtime()) + spin;
+         t < until && spin_allowed(&sw, t, uv_metrics_idle_time(loop)); t = uv_hrtime()) {
       bool ready = poll(&pf, 1, 0) > 0;
       /* uv_run also does what the epoll fd cannot show: it registers the watchers
        * started since the last poll (a connect, a read resumed) and runs pending
@@ -180,12 +180,65 @@ static void run_loop(uv_loop_t *loop, uint64_t busy_poll_us) {
   }
 }
 
+/* libuv registers the watchers started since its last poll (a read started, a write
+ * waiting for room, a connect) with epoll at its next poll, so the loop must run
+ * before the worker sleeps in the ring. Their queue is a private field of uv_loop_t
+ * in libuv 1.x (an empty queue points at itself). */
+static bool uv_watchers_queued(const uv_loop_t *loop) {
+  return loop->watcher_queue[0] != (const void *)&loop->watcher_queue;
+}
+
+/* The loop with io_uring: one io_uring_enter per turn submits every queued receive
+ * and send and waits; libuv runs only when it has something to do. busy_poll works
+ * as in run_loop, with the time asleep in the ring as the idle time. */
+static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
+  uv_loop_t *loop = &w->loop;
+  uint64_t spin = busy_poll_us * 1000, until = 0, idle = 0, t;
+  spin_window_t sw = {uv_hrtime(), 0, 0, true};
+  bool uv_due = true, alive = true;
+
+  for (;;) {
+    int timeout, r;
+    bool spinning;
+    if (uv_due || uv_backend_timeout(loop) == 0 || uv_watchers_queued(loop)) {
+      alive = uv_run(loop, UV_RUN_NOWAIT) != 0;
+      uv_due = false;
+      zt_uring_poll_uv(w->uring);
+    }
+    if (!alive && zt_uring_pending(w->uring) == 0) return;
+    t = uv_hrtime();
+    spinning = spin && t < until && spin_allowed(&sw, t, idle);
+    if (!alive) timeout = -1;          /* only cancelled operations left to come */
+    else if (spinning || uv_watchers_queued(loop)) timeout = 0;
+    else timeout = uv_backend_timeout(loop);
+    if ((r = zt_uring_enter(w->uring, timeout)) < 0) {
+      zt_error("worker %u: io_uring_enter: %s", w->index, strerror(-r));
+      timeout = 0;
+    }
+    if (timeout != 0) idle += uv_hrtime() - t;
+    uv_update_time(loop);
+    if (zt_uring_reap(w->uring, zt_conn_uring_done, w, &uv_due) > 0) {
+      until = uv_hrtime() + spin;
+    } else if (spinning) {
+      sched_yield();
+      sw.spun += uv_hrtime() - t;
+    }
+  }
+}
+
 static void worker_main(void *arg) {
   zt_worker_t *w = arg;
   zt_server_t *srv = w->srv;
   size_t i;
 
   uv_loop_init(&w->loop);
+  if (srv->cfg->io_uring) {
+    const char *why;
+    if ((w->uring = zt_uring_new(&w->loop, ZT_URING_BUFS, ZT_BLOCK_DATA, &why)) == NULL)
+      zt_warn("worker %u: io_uring unavailable (%s): established connections use "
+              "epoll", w->index, why);
+    w->on_ring = w->uring != NULL;
+  }
   uv_async_init(&w->loop, &w->wake, on_wake);
   uv_timer_init(&w->loop, &w->drain_timer);
   uv_timer_init(&w->loop, &w->sweep_timer);
@@ -206,7 +259,10 @@ static void worker_main(void *arg) {
   }
   w->n_wl = i;
   uv_sem_post(&srv->started);
-  run_loop(&w->loop, srv->cfg->busy_poll_us);
+  if (w->uring) run_loop_uring(w, srv->cfg->busy_poll_us);
+  else run_loop(&w->loop, srv->cfg->busy_poll_us);
+  zt_uring_free(w->uring);
+  w->uring = NULL;
   atomic_fetch_sub(&srv->workers_left, 1);
   uv_async_send(&srv->worker_exit);
   while (w->pool) {

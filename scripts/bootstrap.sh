@@ -46,7 +46,7 @@ flags_hash() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
 wolfssl_stamp=$deps/wolfssl/.built-$(flags_hash "${wolfssl_flags[@]}")
 libuv_stamp=$deps/libuv/.built-$(flags_hash "${libuv_flags[@]}")
 
-pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev node-llhttp
+pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev liburing-dev node-llhttp
       autoconf automake libtool curl openssl python3 iproute2 iptables procps
       prometheus)   # promtool validates our /metrics exposition in the tests
 [ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light wrk)

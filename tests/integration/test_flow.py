@@ -9,10 +9,14 @@ client -> outbound ztproxy -> inbound ztproxy -> app:
 - a TCP reset on either end closes the other end, logged as close_reason reset;
 - non-TLS bytes to an inbound listener are refused (tls_error) and reach nobody;
 - 200 concurrent connections all work (4 workers per proxy);
-- with busy_poll the proxies carry traffic as before, and stop spinning when idle.
+- with busy_poll the proxies carry traffic as before, and stop spinning when idle;
+- established connections run on io_uring by default (every case above runs again on
+  the epoll path, io_uring: false), and where the kernel refuses io_uring the proxies
+  say so and carry traffic on epoll.
 """
 
 import hashlib
+import json
 import os
 import select
 import socket
@@ -23,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
-from ztlib import (CLIENT_ID, check, check_eq, connect, echo_roundtrip,  # noqa: E402
+from ztlib import (CLIENT_ID, check, check_eq, connect, echo_roundtrip, free_port,  # noqa: E402,E501
                    expect_closed, recv_until_eof, safe_close, wait_until)
 
 SANITIZED = os.environ.get("ZT_SANITIZE", "").upper() in ("1", "ON", "TRUE", "YES")
@@ -266,6 +270,67 @@ def case_busy_poll(c):
             check(max(used) < 0.3, "idle proxies used %r CPU seconds in 3 s" % used)
 
 
+# -- the data path ------------------------------------------------------------------------
+
+def data_path_of(c, extra):
+    """Start the chain with admin endpoints, carry 1 MiB through one connection, and
+    return (io_uring_workers of /config, the io_uring flag of that connection in
+    /connections) for each proxy, and both proxies' stderr."""
+    ports = [free_port(), free_port()]
+    cfg = [dict(extra, workers=2, admin={"listen": "127.0.0.1:%d" % p}) for p in ports]
+    seen = []
+    with ztlib.EchoServer() as app:
+        inp = c.mesh.inbound_proxy(app.port, cfg_extra=cfg[0])
+        out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra=cfg[1])
+        with inp, out:
+            s = connect(out.port("out"), timeout=10)
+            try:
+                echo_roundtrip(s, os.urandom(MiB), timeout=20)
+                for port in ports:
+                    status, body = ztlib.admin_get(port, "/config")
+                    check_eq(status, 200, "/config status")
+                    workers = json.loads(body)["io_uring_workers"]
+                    status, body = ztlib.admin_get(port, "/connections")
+                    check_eq(status, 200, "/connections status")
+                    conns = json.loads(body)["connections"]
+                    check_eq(len(conns), 1, "open connections on port %d" % port)
+                    seen.append((workers, conns[0]["io_uring"]))
+            finally:
+                safe_close(s)
+            wait_until(lambda: len(inp.records()) >= 1, 10, what="the inbound record")
+            return seen, inp.stderr() + out.stderr()
+
+
+def case_io_uring_by_default(c):
+    """Both workers of each proxy have a ring and the established connection uses it;
+    with io_uring: false none does."""
+    seen, _ = data_path_of(c, {})
+    check_eq(seen, [(2, True), (2, True)], "(io_uring workers, conn on io_uring) in, out")
+    seen, _ = data_path_of(c, {"io_uring": False})
+    check_eq(seen, [(0, False), (0, False)], "the same with io_uring: false")
+
+
+def case_io_uring_refused_falls_back(c):
+    """With io_uring disabled in the kernel (kernel.io_uring_disabled = 2), a proxy
+    warns once per worker and carries the same traffic on epoll."""
+    knob = "/proc/sys/kernel/io_uring_disabled"
+    check(os.path.exists(knob), "cannot run: %s is missing (Linux 6.6 or later)" % knob)
+    with open(knob) as f:
+        before = f.read().strip()
+    # Other tests running meanwhile start their proxies on epoll for this moment: their
+    # cases pass on either path.
+    with open(knob, "w") as f:
+        f.write("2")
+    try:
+        seen, err = data_path_of(c, {})
+    finally:
+        with open(knob, "w") as f:
+            f.write(before)
+    check_eq(seen, [(0, False), (0, False)], "(io_uring workers, conn on io_uring)")
+    check_eq(err.count("io_uring unavailable (io_uring_setup refused): established "
+                       "connections use epoll"), 4, "warnings, one per worker")
+
+
 CASES = [
     ("backpressure_bounded_then_byte_exact", case_backpressure_bounded),
     ("client_burst_then_close_delivered", case_client_burst_then_close),
@@ -276,6 +341,11 @@ CASES = [
     ("two_hundred_concurrent_connections", case_200_concurrent),
     ("busy_poll_carries_traffic_and_idles", case_busy_poll),
 ]
+DATA_PATH_CASES = [
+    ("io_uring_by_default", case_io_uring_by_default),
+    ("io_uring_refused_falls_back_to_epoll", case_io_uring_refused_falls_back),
+]
 
 if __name__ == "__main__":
-    ztlib.run_cases("test_flow", CASES, setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)
+    ztlib.run_cases("test_flow", ztlib.on_both_data_paths(CASES) + DATA_PATH_CASES,
+                    setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)

@@ -366,4 +366,4 @@ CASES = [
 ]
 
 if __name__ == "__main__":
-    ztlib.run_cases("test_stream_control", CASES, setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)
+    ztlib.run_cases("test_stream_control", ztlib.on_both_data_paths(CASES), setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)

@@ -1207,6 +1207,7 @@ class Mesh:
         self.client = self.pki.identity(CLIENT_ID, name="client")
         self.server = self.pki.identity(SERVER_ID, name="server")
         self._n = 0
+        self.cfg_defaults = {}     # top-level keys every proxy it makes gets
 
     def _next(self, base):
         self._n += 1
@@ -1228,6 +1229,7 @@ class Mesh:
         cfg = {"identity": identity or self.server,
                "listeners": [inbound("in", listen_port or free_port(), app_port, ppath,
                                      **listener_kw)]}
+        cfg.update(self.cfg_defaults)
         cfg.update(cfg_extra or {})
         return Proxy(self.ws.dir, cfg, name=name)
 
@@ -1237,6 +1239,7 @@ class Mesh:
         cfg = {"identity": identity or self.client,
                "listeners": [outbound("out", listen_port or free_port(), upstream_port,
                                       expect_server=expect_server, **listener_kw)]}
+        cfg.update(self.cfg_defaults)
         cfg.update(cfg_extra or {})
         return Proxy(self.ws.dir, cfg, name=name)
 
@@ -1258,6 +1261,21 @@ def mesh_setup():
 
 def mesh_teardown(c):
     c.mesh.cleanup()
+
+
+def on_both_data_paths(cases):
+    """[(name, fn)] of mesh cases, run as they are (established connections on
+    io_uring, the default) and again as name_epoll with io_uring: false (libuv's
+    readiness path, what ztproxy falls back to where io_uring is refused)."""
+    def epoll(fn):
+        def run(c):
+            c.mesh.cfg_defaults["io_uring"] = False
+            try:
+                fn(c)
+            finally:
+                del c.mesh.cfg_defaults["io_uring"]
+        return run
+    return list(cases) + [(name + "_epoll", epoll(fn)) for name, fn in cases]
 
 
 def echo_roundtrip(sock, msg, timeout=5.0):
