@@ -257,31 +257,30 @@ for n in $HOLDLIST; do
   done
 done
 
-# ------------------------------------------------------------------ rounds, interleaved by contender
-TESTS="ka close lat up down"
+# ------------------------------------------------------------------ rounds: each test for every contender back to back
+# Test by test, not contender by contender: the figures a ratio compares are measured
+# seconds apart, not a minute, so the machine's drift moves them alike.
 tmo=$((DUR + 30))
 set -- $CONTENDERS; NC=$#
 for r in $(seq 1 "$ROUNDS"); do
   # rotate the order every round so no contender always runs first or last
   order=()
   i=0; for c in $CONTENDERS; do order[$(( (i + NC - (r - 1) % NC) % NC ))]=$c; i=$((i + 1)); done
-  for c in "${order[@]}"; do
-    hp=${HTTP_PORT[$c]}; bp=${BULK_PORT[$c]}
-    log "round $r/$ROUNDS: $c"
-    run_measured $c ka "$RAW/${c}_ka_r$r.txt" $tmo wrk -t2 -c50 -d${DUR}s --latency http://127.0.0.1:$hp/1k
-    sleep 1
-    run_measured $c close "$RAW/${c}_close_r$r.txt" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:$hp/1k
-    sleep 1
-    if [ $c != direct ] && [ $ZT_RESUMPTION = 1 ]; then
-      run_measured $c resume "$RAW/${c}_resume_r$r.txt" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:${RESUME_PORT[$c]}/1k
+  log "round $r/$ROUNDS: ${order[*]}"
+  for t in ka close resume lat up down; do
+    for c in "${order[@]}"; do
+      hp=${HTTP_PORT[$c]}; bp=${BULK_PORT[$c]}; out=$RAW/${c}_${t}_r$r.txt
+      case $t in
+        ka) run_measured $c ka "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency http://127.0.0.1:$hp/1k ;;
+        close) run_measured $c close "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:$hp/1k ;;
+        resume)
+          [ $c != direct ] && [ $ZT_RESUMPTION = 1 ] || continue
+          run_measured $c resume "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:${RESUME_PORT[$c]}/1k ;;
+        lat) run_measured $c lat "$out" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka ;;
+        up|down) run_measured $c $t "$out" $tmo "$BIN/bulk" $t $bp $DUR ;;
+      esac
       sleep 1
-    fi
-    run_measured $c lat "$RAW/${c}_lat_r$r.txt" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka
-    sleep 1
-    run_measured $c up "$RAW/${c}_up_r$r.txt" $tmo "$BIN/bulk" up $bp $DUR
-    sleep 1
-    run_measured $c down "$RAW/${c}_down_r$r.txt" $tmo "$BIN/bulk" down $bp $DUR
-    sleep 1
+    done
   done
 done
 

@@ -446,7 +446,7 @@ P(f"Machine: {machine['nproc']} CPUs, {machine['cpu_model']}, Linux {machine['ke
   f"wrk {env.get('wrk')}, ztproxy {env.get('ztproxy')} ({env.get('ztproxy_git')}).\n")
 P(f"Chain on 127.0.0.1: load generator → outbound proxy (plain in, mTLS out) → inbound proxy (mTLS in, client SVID "
   f"verified, plain out) → nginx (1 KiB body) or a bulk source/sink. One thread per proxy process; TLS 1.3 "
-  f"AES-128-GCM, P-256, no resumption. Medians of {doc['parameters']['rounds']} interleaved round(s) of "
+  f"AES-128-GCM, P-256, no resumption. Medians of {doc['parameters']['rounds']} round(s), each test run for every contender back to back, of "
   f"{env.get('dur_s')} s per test; memory from one hold per size. Command: `{doc['command']}`.\n")
 P(md_table(hdr, rows))
 P("")
