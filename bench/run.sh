@@ -299,7 +299,7 @@ if [ $PROFILE = 1 ]; then
   mkdir -p "$PD"
   PDUR=$(( DUR < 8 ? DUR : 8 ))
   SC="raw_syscalls:sys_enter"
-  for s in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_ctl accept4 connect close \
+  for s in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_ctl io_uring_enter accept4 connect close \
            setsockopt getsockopt getsockname getpeername socket shutdown mmap munmap brk madvise futex ioctl; do
     SC="$SC,syscalls:sys_enter_$s"
   done
