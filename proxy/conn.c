@@ -953,6 +953,7 @@ static void on_plain_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* A receive found no provided buffer left: arm it again into a block of our own. */
 static void recv_starved(zt_conn_t *c, int side) {
+  zt_count(&c->w->metrics.uring_starved, 1);
   if (c->recv_own[side] == NULL && (c->recv_own[side] = zt_block_get(c->w)) == NULL) {
     zt_conn_close(c, "error");
     return;

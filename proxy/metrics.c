@@ -251,7 +251,7 @@ static void render_process(sbuf_t *b, const zt_metrics_view_t *v) {
 char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
   static const char *const decs[ZT_NDEC] = {"allow", "deny", "none"};
   sbuf_t b = {0};
-  uint64_t dropped = 0;
+  uint64_t dropped = 0, starved = 0;
 
   put(&b, "# HELP ztproxy_build_info ztproxy's version.\n# TYPE ztproxy_build_info gauge\n"
           "ztproxy_build_info{version=\"%s\"} 1\n", v->version);
@@ -348,11 +348,17 @@ char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
       put(&b, "ztproxy_reloads_total{what=\"%s\",result=\"%s\"} %llu\n",
           what ? "policy" : "identity", res ? "failure" : "success",
           (unsigned long long)v->reloads[what][res]);
-  for (size_t w = 0; w < v->n_workers; w++)
+  for (size_t w = 0; w < v->n_workers; w++) {
     dropped += zt_counter_read(&v->workers[w]->access_log_dropped);
+    starved += zt_counter_read(&v->workers[w]->uring_starved);
+  }
   put(&b, "# HELP ztproxy_access_log_dropped_total Access-log lines dropped because the "
           "writer fell behind.\n# TYPE ztproxy_access_log_dropped_total counter\n"
           "ztproxy_access_log_dropped_total %llu\n", (unsigned long long)dropped);
+  put(&b, "# HELP ztproxy_io_uring_buffers_exhausted_total Receives that found all of "
+          "their worker's io_uring buffers in use and read into a block of their own.\n"
+          "# TYPE ztproxy_io_uring_buffers_exhausted_total counter\n"
+          "ztproxy_io_uring_buffers_exhausted_total %llu\n", (unsigned long long)starved);
   render_process(&b, v);
   return zt_sbuf_take(&b, len);
 }

@@ -331,6 +331,75 @@ def case_io_uring_refused_falls_back(c):
                        "connections use epoll"), 4, "warnings, one per worker")
 
 
+def case_io_uring_buffers_exhausted(c):
+    """80 connections on one worker push 1 MiB each at once toward an app that does not
+    read yet: more receives complete together than the worker has provided buffers (32),
+    and paused connections keep theirs, so receives fall back to blocks of their own
+    (counted in ztproxy_io_uring_buffers_exhausted_total); then the app reads, and every
+    connection's bytes arrive whole."""
+    n, size = 80, MiB
+    go = threading.Event()
+    datas = [os.urandom(size) for _ in range(n)]
+    want = {hashlib.sha256(d).hexdigest() for d in datas}
+
+    def handler(s, rec):
+        go.wait(60)
+        h = hashlib.sha256()
+        while True:
+            b = s.recv(262144)
+            if not b:
+                break
+            h.update(b)
+            rec["received"] += len(b)
+        rec["sha"] = h.hexdigest()
+
+    aport = free_port()
+    with ztlib.TcpApp(handler) as app:
+        inp = c.mesh.inbound_proxy(app.port, cfg_extra={
+            "workers": 1, "admin": {"listen": "127.0.0.1:%d" % aport}})
+        out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra={"workers": 1})
+        with inp, out:
+            socks = [connect(out.port("out"), timeout=10) for _ in range(n)]
+            try:
+                for s in socks:
+                    s.setblocking(False)
+                # every connection established before the burst
+                wait_until(lambda: app.connections == n, 20, what="%d app connections" % n)
+                sent = [0] * n
+                deadline = time.time() + 30
+                while min(sent) < size and time.time() < deadline:
+                    progress = False
+                    for i, s in enumerate(socks):
+                        if sent[i] < size:
+                            try:
+                                k = s.send(memoryview(datas[i])[sent[i]:])
+                                sent[i] += k
+                                progress = progress or k > 0
+                            except BlockingIOError:
+                                pass
+                    if not progress:
+                        break      # every socket is full: backpressure reached the clients
+                time.sleep(0.5)
+                starved = ztlib.metric_value(ztlib.scrape(aport),
+                                             "ztproxy_io_uring_buffers_exhausted_total")
+                print("  buffers exhausted %r times" % starved, flush=True)
+                check(starved and starved > 0, "no receive found the buffers exhausted "
+                      "(ztproxy_io_uring_buffers_exhausted_total %r)" % starved)
+                go.set()
+                for i, s in enumerate(socks):
+                    s.setblocking(True)
+                    s.settimeout(60)
+                    s.sendall(memoryview(datas[i])[sent[i]:])
+                    s.shutdown(socket.SHUT_WR)
+                wait_until(lambda: sum(1 for r in app.conns if "sha" in r) == n, 60,
+                           what="the app to read every connection")
+            finally:
+                go.set()
+                for s in socks:
+                    safe_close(s)
+            check_eq({r["sha"] for r in app.conns}, want, "sha256 of each connection's bytes")
+
+
 CASES = [
     ("backpressure_bounded_then_byte_exact", case_backpressure_bounded),
     ("client_burst_then_close_delivered", case_client_burst_then_close),
@@ -343,6 +412,7 @@ CASES = [
 ]
 DATA_PATH_CASES = [
     ("io_uring_by_default", case_io_uring_by_default),
+    ("io_uring_buffers_exhausted_then_byte_exact", case_io_uring_buffers_exhausted),
     ("io_uring_refused_falls_back_to_epoll", case_io_uring_refused_falls_back),
 ]
 
