@@ -69,7 +69,7 @@ struct zt_conn {
   zt_block_t *recv_own[2];        /* our block for a receive when no buffer was left */
   zt_block_t *sq_head[2], *sq_tail[2]; /* blocks to send; the head is in flight */
   uint32_t sq_off[2];             /* bytes of the head already sent */
-  size_t pending_tls, pending_plain; /* bytes in uv_write toward each side */
+  size_t pending_tls, pending_plain; /* queued toward each side, as charge() counts */
   zt_conn_state_t state;
   bool inbound, up_open, counted, decided;
   bool uring;                     /* established on the worker's ring */
@@ -297,8 +297,20 @@ void zt_conn_close(zt_conn_t *c, const char *reason) {
                        (uv_now(&c->w->loop) - c->start_ms) * 1000);
   if (c->tls_error) zt_count(&c->m->hs_failures[zt_tls_reason_index(c->tls_error)], 1);
   c->pending_closes = 2 + c->up_open;
-  for (int op = 0; op < 4; op++)
-    if (c->armed & (1u << op)) zt_uring_cancel(c->w->uring, op_ud(c, op));
+  if (c->uring) {
+    /* Operations queued this turn name the sockets by fd number: hand them to the
+     * kernel (which then holds the sockets themselves) before libuv closes the fds,
+     * whose numbers the next accept may reuse. A cancel that cannot be queued is
+     * replaced by a shutdown, which ends the receives and sends as well. */
+    bool cancelled = true;
+    for (int op = 0; op < 4; op++)
+      if ((c->armed & (1u << op)) && zt_uring_cancel(c->w->uring, op_ud(c, op)) < 0)
+        cancelled = false;
+    if (zt_uring_submit(c->w->uring) < 0 || !cancelled) {
+      shutdown(c->fd[0], SHUT_RDWR);
+      shutdown(c->fd[1], SHUT_RDWR);
+    }
+  }
   uv_close((uv_handle_t *)&c->down, on_handle_closed);
   if (c->up_open) uv_close((uv_handle_t *)&c->up, on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -389,6 +401,14 @@ static void maybe_finish(zt_conn_t *c) {
 static void arm_plain(zt_conn_t *c);
 static void shut_write(zt_conn_t *c, int to_tls);
 
+/* What a queued block counts toward backpressure: its bytes, but at least a quarter
+ * of a block, so that a trickle of tiny records cannot queue thousands of mostly empty
+ * blocks before reading stops (ZT_HIGH_WATER / ZT_MIN_CHARGE + 1 blocks at most). */
+#define ZT_MIN_CHARGE (ZT_BLOCK_DATA / 4)
+static size_t charge(const zt_block_t *b) {
+  return b->len > ZT_MIN_CHARGE ? b->len : ZT_MIN_CHARGE;
+}
+
 /* Bytes toward one side have left: resume reading what backpressure stopped, and
  * finish a half-close that waited for them. */
 static void wrote(zt_conn_t *c, int to_tls) {
@@ -415,8 +435,8 @@ static void on_write(uv_write_t *req, int status) {
   zt_conn_t *c = b->conn;
   int to_tls = b->to_tls;
 
-  if (to_tls) c->pending_tls -= b->len;
-  else c->pending_plain -= b->len;
+  if (to_tls) c->pending_tls -= charge(b);
+  else c->pending_plain -= charge(b);
   zt_block_put(c->w, b);
   if (c->state == ZT_CONN_CLOSING) return;
   if (status < 0) {
@@ -448,8 +468,8 @@ static void send_done(zt_conn_t *c, int side, int res) {
   }
   c->sq_off[side] = 0;
   if ((c->sq_head[side] = b->next) == NULL) c->sq_tail[side] = NULL;
-  if (side == 0) c->pending_tls -= b->len;
-  else c->pending_plain -= b->len;
+  if (side == 0) c->pending_tls -= charge(b);
+  else c->pending_plain -= charge(b);
   zt_block_put(c->w, b);
   if (c->sq_head[side] && send_head(c, side)) {
     zt_conn_close(c, "error");
@@ -490,7 +510,7 @@ static int write_block(zt_conn_t *c, zt_block_t *b, int to_tls) {
     if (c->sq_tail[side]) c->sq_tail[side]->next = b;
     else c->sq_head[side] = b;
     c->sq_tail[side] = b;
-    *pending += b->len;
+    *pending += charge(b);
     return c->sq_head[side] == b ? send_head(c, side) : 0;
   }
   if (*pending == 0) {
@@ -514,7 +534,7 @@ static int write_block(zt_conn_t *c, zt_block_t *b, int to_tls) {
     zt_block_put(c->w, b);
     return r;
   }
-  *pending += b->len;
+  *pending += charge(b);
   return 0;
 }
 
@@ -611,7 +631,7 @@ static void arm_recv(zt_conn_t *c, int side) {
 }
 
 static void arm_tls(zt_conn_t *c) {
-  if (!c->tls_paused && !c->tls_eof && c->rx == NULL && c->held_buf < 0)
+  if (!c->tls_paused && !c->tls_eof && !c->tls_closed && c->rx == NULL && c->held_buf < 0)
     arm_recv(c, ZT_OP_RECV_TLS);
 }
 
@@ -855,6 +875,10 @@ static void pump_tls(zt_conn_t *c) {
     c->ticket_looks++;
     keep_ticket(c);
   }
+  if (c->tls_closed) {              /* bytes after close_notify go nowhere */
+    if (c->rx) c->rx_off = c->rx->len;
+    c->held_off = c->held_len;
+  }
   release_rx_if_empty(c);
   if (c->pending_plain > ZT_HIGH_WATER && !c->tls_paused) {
     c->tls_paused = true;
@@ -1011,8 +1035,11 @@ void zt_conn_uring_done(void *arg, uint64_t ud, int res, int buf) {
   int op = (int)(ud & ZT_OP_MASK);
   (void)arg;
   c->armed &= (uint8_t)~(1u << op);
+  if (buf >= 0 && (res <= 0 || c->state == ZT_CONN_CLOSING)) {
+    zt_uring_buf_put(c->w->uring, buf);  /* taken, but nothing to read in it */
+    buf = -1;
+  }
   if (c->state == ZT_CONN_CLOSING) {
-    if (buf >= 0) zt_uring_buf_put(c->w->uring, buf);
     if (c->armed == 0 && c->pending_closes == 0) free_conn(c);
     return;
   }

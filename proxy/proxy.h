@@ -29,8 +29,10 @@
 #define ZT_PLAIN_READ (4 * ZT_RECORD_MAX)
 #define ZT_BLOCK_DATA (ZT_PLAIN_READ + 1024) /* + four records' headers and tags */
 /* Per direction: stop reading the source above HIGH bytes queued toward the sink,
- * start again at or below LOW. A busy connection's buffers are bounded by about
- * 2 * (HIGH + a block) + one receive block; an idle one holds none. */
+ * start again at or below LOW. A queued block counts at least a quarter of its size
+ * (conn.c), so a busy connection's buffers are bounded by about 2 * (HIGH + a block)
+ * with full blocks and 2 * (4 * HIGH + a block) with tiny ones, plus one receive
+ * block; an idle one holds none. */
 #define ZT_HIGH_WATER (256 * 1024)
 #define ZT_LOW_WATER (64 * 1024)
 /* Free blocks a worker keeps for reuse (2 MiB); the rest go back to the allocator. */

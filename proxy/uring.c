@@ -146,6 +146,11 @@ void zt_uring_buf_put(zt_uring_t *u, int buf) {
   io_uring_buf_ring_advance(u->br, 1);
 }
 
+int zt_uring_submit(zt_uring_t *u) {
+  int r = io_uring_submit(&u->ring);
+  return r < 0 && r != -EINTR ? r : 0;
+}
+
 int zt_uring_enter(zt_uring_t *u, int timeout_ms) {
   struct io_uring_cqe *cqe;
   int r;

@@ -53,6 +53,8 @@ int zt_uring_poll_uv(zt_uring_t *u);
 char *zt_uring_buf(zt_uring_t *u, int buf);
 void zt_uring_buf_put(zt_uring_t *u, int buf);
 
+/* Submit what is queued, now. 0 or -errno. */
+int zt_uring_submit(zt_uring_t *u);
 /* Submit what is queued and wait up to timeout_ms (-1: until something completes,
  * 0: not at all) for completions. 0 or -errno. */
 int zt_uring_enter(zt_uring_t *u, int timeout_ms);

@@ -199,17 +199,17 @@ static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
 
   for (;;) {
     int timeout, r;
-    bool spinning;
+    bool spinning, polled;
     if (uv_due || uv_backend_timeout(loop) == 0 || uv_watchers_queued(loop)) {
       alive = uv_run(loop, UV_RUN_NOWAIT) != 0;
       uv_due = false;
-      zt_uring_poll_uv(w->uring);
     }
     if (!alive && zt_uring_pending(w->uring) == 0) return;
     t = uv_hrtime();
     spinning = spin && t < until && spin_allowed(&sw, t, idle);
+    polled = zt_uring_poll_uv(w->uring) == 0;  /* no-op while the poll is armed */
     if (!alive) timeout = -1;          /* only cancelled operations left to come */
-    else if (spinning || uv_watchers_queued(loop)) timeout = 0;
+    else if (spinning || uv_watchers_queued(loop) || !polled) timeout = 0;
     else timeout = uv_backend_timeout(loop);
     if ((r = zt_uring_enter(w->uring, timeout)) < 0) {
       zt_error("worker %u: io_uring_enter: %s", w->index, strerror(-r));
