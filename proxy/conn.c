@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -714,6 +715,11 @@ static void start_streaming(zt_conn_t *c) {
     c->fd[0] = fd;
     uv_fileno((uv_handle_t *)plain_stream(c), &fd);
     c->fd[1] = fd;
+    /* libuv leaves a stopped watcher's fd in its epoll set until an event for it
+     * arrives (a connected socket is writable at once): take both out now rather than
+     * wake the loop for nothing. libuv adds them again if it ever watches them. */
+    epoll_ctl(uv_backend_fd(&c->w->loop), EPOLL_CTL_DEL, c->fd[0], NULL);
+    epoll_ctl(uv_backend_fd(&c->w->loop), EPOLL_CTL_DEL, c->fd[1], NULL);
     arm_plain(c);
     if (c->state == ZT_CONN_STREAMING) pump_tls(c);  /* what came with the handshake */
     return;

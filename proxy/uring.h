@@ -8,8 +8,7 @@
  *
  * libuv keeps the rest (accepting, handshakes, connecting, timers, the main thread's
  * wake-ups): its epoll fd is itself polled through the ring, and the worker runs
- * uv_run(UV_RUN_NOWAIT) only when libuv has something to do: events on that fd, due
- * timers, handles closing, or watchers to register.
+ * uv_run(UV_RUN_NOWAIT) only when libuv has something to do (worker.c).
  *
  * Receives take a buffer from a ring of provided buffers when their data arrives, so
  * an idle connection holds none; when the ring is empty a receive is armed again into

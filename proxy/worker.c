@@ -180,17 +180,12 @@ static void run_loop(uv_loop_t *loop, uint64_t busy_poll_us) {
   }
 }
 
-/* libuv registers the watchers started since its last poll (a read started, a write
- * waiting for room, a connect) with epoll at its next poll, so the loop must run
- * before the worker sleeps in the ring. Their queue is a private field of uv_loop_t
- * in libuv 1.x (an empty queue points at itself). */
-static bool uv_watchers_queued(const uv_loop_t *loop) {
-  return loop->watcher_queue[0] != (const void *)&loop->watcher_queue;
-}
-
 /* The loop with io_uring: one io_uring_enter per turn submits every queued receive
- * and send and waits; libuv runs only when it has something to do. busy_poll works
- * as in run_loop, with the time asleep in the ring as the idle time. */
+ * and send and waits; libuv runs only when it has something to do: its epoll fd
+ * polled readable, or uv_backend_timeout() 0 (due timers, handles closing, pending
+ * callbacks, and since libuv 1.44.2 watchers started since its last poll, which it
+ * registers with epoll only then). busy_poll works as in run_loop, with the time
+ * asleep in the ring as the idle time. */
 static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
   uv_loop_t *loop = &w->loop;
   uint64_t spin = busy_poll_us * 1000, until = 0, idle = 0, t;
@@ -200,7 +195,7 @@ static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
   for (;;) {
     int timeout, r;
     bool spinning, polled;
-    if (uv_due || uv_backend_timeout(loop) == 0 || uv_watchers_queued(loop)) {
+    if (uv_due || uv_backend_timeout(loop) == 0) {
       alive = uv_run(loop, UV_RUN_NOWAIT) != 0;
       uv_due = false;
     }
@@ -209,7 +204,7 @@ static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
     spinning = spin && t < until && spin_allowed(&sw, t, idle);
     polled = zt_uring_poll_uv(w->uring) == 0;  /* no-op while the poll is armed */
     if (!alive) timeout = -1;          /* only cancelled operations left to come */
-    else if (spinning || uv_watchers_queued(loop) || !polled) timeout = 0;
+    else if (spinning || !polled) timeout = 0;
     else timeout = uv_backend_timeout(loop);
     if ((r = zt_uring_enter(w->uring, timeout)) < 0) {
       zt_error("worker %u: io_uring_enter: %s", w->index, strerror(-r));
