@@ -37,8 +37,8 @@
 #define ZT_LOW_WATER (64 * 1024)
 /* Free blocks a worker keeps for reuse (2 MiB); the rest go back to the allocator. */
 #define ZT_POOL_KEEP 32
-/* With io_uring: a worker's provided receive buffers, one block's size each (2 MiB,
- * resident only once used). */
+/* With io_uring: a worker's provided receive buffers (a power of two), one block's
+ * size each (2 MiB, resident only once used). */
 #define ZT_URING_BUFS 32
 
 typedef struct zt_server zt_server_t;

@@ -33,9 +33,10 @@ static struct io_uring_sqe *get_sqe(zt_uring_t *u) {
   return sqe;
 }
 
-/* One-shot, armed again after each uv_run: arming polls the epoll fd at once, so
- * events libuv left ready (it reads a busy socket only so many times per turn) are
- * seen; a multishot poll would report only new wake-ups. */
+/* One-shot, armed again on the loop's next turn once it has fired (and uv_run has
+ * run): arming polls the epoll fd at once, so events libuv left ready (it reads a
+ * busy socket only so many times per turn) are seen; a multishot poll would report
+ * only new wake-ups. */
 int zt_uring_poll_uv(zt_uring_t *u) {
   struct io_uring_sqe *sqe;
   if (u->uv_armed) return 0;

@@ -46,7 +46,7 @@ int zt_uring_recv(zt_uring_t *u, int fd, void *own, size_t len, uint64_t ud);
 int zt_uring_send(zt_uring_t *u, int fd, const void *p, size_t len, uint64_t ud);
 int zt_uring_cancel(zt_uring_t *u, uint64_t ud);
 
-/* Poll the loop's backend fd (again): call after every uv_run. */
+/* Poll the loop's backend fd unless that poll is still armed: call before sleeping. */
 int zt_uring_poll_uv(zt_uring_t *u);
 
 char *zt_uring_buf(zt_uring_t *u, int buf);
