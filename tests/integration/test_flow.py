@@ -64,16 +64,11 @@ def hard_close(s):
 
 # -- backpressure ----------------------------------------------------------------------
 
-def case_backpressure_bounded(c):
-    total = 48 * MiB
-    block = os.urandom(MiB)
-    want = hashlib.sha256()
-    for _ in range(total // MiB):
-        want.update(block)
-    go = threading.Event()
-
+def hashing_reader(go, wait):
+    """A TcpApp handler that reads nothing until go is set (or wait seconds passed),
+    then reads to EOF, counting bytes and keeping their sha256 in rec["sha"]."""
     def handler(s, rec):
-        go.wait(30)
+        go.wait(wait)
         h = hashlib.sha256()
         while True:
             b = s.recv(262144)
@@ -82,8 +77,17 @@ def case_backpressure_bounded(c):
             h.update(b)
             rec["received"] += len(b)
         rec["sha"] = h.hexdigest()
+    return handler
 
-    with ztlib.TcpApp(handler) as app:
+
+def case_backpressure_bounded(c):
+    total = 48 * MiB
+    block = os.urandom(MiB)
+    want = hashlib.sha256()
+    for _ in range(total // MiB):
+        want.update(block)
+    go = threading.Event()
+    with ztlib.TcpApp(hashing_reader(go, 30)) as app:
         inp, out = chain(c, app.port)
         with inp, out:
             base = {p.name: rss_mib(p.proc.pid) for p in (inp, out)}
@@ -341,20 +345,8 @@ def case_io_uring_buffers_exhausted(c):
     go = threading.Event()
     datas = [os.urandom(size) for _ in range(n)]
     want = {hashlib.sha256(d).hexdigest() for d in datas}
-
-    def handler(s, rec):
-        go.wait(60)
-        h = hashlib.sha256()
-        while True:
-            b = s.recv(262144)
-            if not b:
-                break
-            h.update(b)
-            rec["received"] += len(b)
-        rec["sha"] = h.hexdigest()
-
     aport = free_port()
-    with ztlib.TcpApp(handler) as app:
+    with ztlib.TcpApp(hashing_reader(go, 60)) as app:
         inp = c.mesh.inbound_proxy(app.port, cfg_extra={
             "workers": 1, "admin": {"listen": "127.0.0.1:%d" % aport}})
         out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra={"workers": 1})
