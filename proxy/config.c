@@ -392,10 +392,6 @@ int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
       zt_yaml_duration(&L.y, v, "drain_timeout", &c->drain_timeout_ms, err))
     goto fail;
   c->busy_poll_us = 0;
-  c->io_uring = true;
-  if ((v = zt_yaml_get(&L.y, root, "io_uring")) &&
-      zt_yaml_bool(&L.y, v, "io_uring", &c->io_uring, err))
-    goto fail;
   if ((v = zt_yaml_get(&L.y, root, "busy_poll"))) {
     if (zt_yaml_duration_us(&L.y, v, "busy_poll", &c->busy_poll_us, err)) goto fail;
     if (c->busy_poll_us > MAX_BUSY_POLL_US) {
@@ -403,6 +399,10 @@ int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
       goto fail;
     }
   }
+  c->io_uring = true;
+  if ((v = zt_yaml_get(&L.y, root, "io_uring")) &&
+      zt_yaml_bool(&L.y, v, "io_uring", &c->io_uring, err))
+    goto fail;
 
   if (!(v = required(&L, root, "listeners", "configuration")) ||
       zt_yaml_want_seq(&L.y, v, "listeners", err))

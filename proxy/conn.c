@@ -425,10 +425,12 @@ static void wrote(zt_conn_t *c, int to_tls) {
     pump_tls(c);                    /* on the ring, it arms the receive again */
     if (c->state == ZT_CONN_CLOSING) return;
   }
-  bool shut_waits = to_tls ? c->tls_wshut && !c->tls_wshut_done
-                          : c->plain_wshut && !c->plain_wshut_done;
-  if (c->uring && shut_waits && c->sq_head[!to_tls] == NULL) shut_write(c, to_tls);
-  else maybe_finish(c);
+  /* On the ring a half-close waits for its side's queue: shut_write sees to that. */
+  if (c->uring && (to_tls ? c->tls_wshut && !c->tls_wshut_done
+                          : c->plain_wshut && !c->plain_wshut_done))
+    shut_write(c, to_tls);
+  else
+    maybe_finish(c);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -554,25 +556,23 @@ static int flush_tx(zt_conn_t *c) {
 
 /* --- wolfSSL I/O callbacks ---------------------------------------------------------- */
 
+/* Up to sz bytes of src[*off, len) into dst. */
+static int take(char *dst, int sz, const char *src, uint32_t *off, uint32_t len) {
+  uint32_t avail = len - *off;
+  if ((uint32_t)sz > avail) sz = (int)avail;
+  memcpy(dst, src + *off, (size_t)sz);
+  *off += (uint32_t)sz;
+  return sz;
+}
+
 /* Ciphertext comes from rx, then from the provided buffer the ring filled. */
 static int tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   zt_conn_t *c = ctx;
-  uint32_t avail;
   (void)ssl;
-  if (c->rx && c->rx_off < c->rx->len) {
-    avail = c->rx->len - c->rx_off;
-    if ((uint32_t)sz > avail) sz = (int)avail;
-    memcpy(buf, c->rx->data + c->rx_off, (size_t)sz);
-    c->rx_off += (uint32_t)sz;
-    return sz;
-  }
-  if (c->held_buf >= 0 && c->held_off < c->held_len) {
-    avail = c->held_len - c->held_off;
-    if ((uint32_t)sz > avail) sz = (int)avail;
-    memcpy(buf, zt_uring_buf(c->w->uring, c->held_buf) + c->held_off, (size_t)sz);
-    c->held_off += (uint32_t)sz;
-    return sz;
-  }
+  if (c->rx && c->rx_off < c->rx->len)
+    return take(buf, sz, c->rx->data, &c->rx_off, c->rx->len);
+  if (c->held_buf >= 0 && c->held_off < c->held_len)
+    return take(buf, sz, zt_uring_buf(c->w->uring, c->held_buf), &c->held_off, c->held_len);
   return c->tls_eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
 }
 

@@ -278,6 +278,11 @@ def case_busy_poll_bad_unit(c):
     expect_error(c, t, position(t, "busy_poll", "200ns"), ["busy_poll", "unknown unit"])
 
 
+def case_io_uring_not_a_bool(c):
+    t = edit(BASE, replace={"drain_timeout: 30s": "drain_timeout: 30s\nio_uring: maybe"})
+    expect_error(c, t, position(t, "io_uring", "maybe"), ["io_uring", "expected true or false"])
+
+
 def case_unknown_mode(c):
     t = edit(BASE, replace={"mode: outbound": "    mode: sideways"})
     expect_error(c, t, position(t, "sideways", "sideways"), ["mode", "sideways"])
@@ -389,6 +394,7 @@ CASES = [
     ("bad_duration_unit", case_bad_duration_unit),
     ("busy_poll_too_long", case_busy_poll_too_long),
     ("busy_poll_bad_unit", case_busy_poll_bad_unit),
+    ("io_uring_not_a_bool", case_io_uring_not_a_bool),
     ("unknown_mode", case_unknown_mode),
     ("unknown_protocol", case_unknown_protocol),
     ("bad_log_level", case_bad_log_level),
