@@ -15,6 +15,22 @@ start() {
   log "started $name pid=$pid"
 }
 
+# one nice-19 busy loop per CPU, registered like every process started here
+spinners_start() {
+  local i
+  for i in $(seq 1 "$(nproc)"); do start spinner$i nice -n 19 sh -c 'while :; do :; done'; done
+}
+spinners_stop() {
+  local i p
+  for i in $(seq 1 "$(nproc)"); do
+    p=$(pid_of spinner$i); alive "$p" && kill -TERM "$p" 2>/dev/null
+  done
+  for i in $(seq 1 50); do
+    p=""; for j in $(seq 1 "$(nproc)"); do alive "$(pid_of spinner$j)" && p=1; done
+    [ -z "$p" ] && break; sleep 0.1
+  done
+}
+
 pid_of() { awk -v n="$1" '$1==n{p=$2} END{print p}' "$PIDS" 2>/dev/null; }
 
 alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ]; }

@@ -12,9 +12,10 @@
 #
 # usage: bench/run.sh [--quick] [--rounds N] [--dur SECONDS] [--hold "1000 10000"]
 #                     [--contenders "direct haproxy ztproxy"] [--no-profile]
-#                     [--no-install] [--ztproxy PATH]
+#                     [--no-install] [--ztproxy PATH] [--tests "ka close ..."]
 #   --quick       1 round, 4 s per test, holds of 1,000 and 5,000, no profile (~3 min)
-#   default       3 rounds, 10 s per test, holds of 1,000 and 10,000, perf profile (~13 min)
+#   default       3 rounds, 10 s per test, holds of 1,000 and 10,000, perf profile (~14 min)
+#   --tests       the round tests to run, of: ka close resume lat latbusy up down (all)
 # Output: the table on stdout; raw outputs, configs, certificates, logs and perf
 # reports under bench/results/raw/<timestamp>/, with the summary (latest.json and
 # latest.md) beside them. A complete run (all three contenders, 3 rounds or more, not
@@ -25,6 +26,8 @@ BENCH=$TOP/bench
 
 ROUNDS=3 DUR=10 HOLDS="1000 10000" PROFILE=1 INSTALL=1 QUICK=0
 CONTENDERS="direct haproxy ztproxy"
+ALLTESTS="ka close resume lat latbusy up down"
+TESTS=$ALLTESTS
 ZTPROXY=${ZTPROXY:-$TOP/build/ztproxy}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,10 +40,15 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0 ;;
     --no-install) INSTALL=0 ;;
     --ztproxy) ZTPROXY=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --tests) TESTS=$2; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
+done
+
+for t in $TESTS; do
+  case " $ALLTESTS " in *" $t "*) ;; *) echo "bench/run.sh: unknown test $t (of: $ALLTESTS)" >&2; exit 2 ;; esac
 done
 
 # ------------------------------------------------------------------ prerequisites
@@ -170,6 +178,7 @@ haproxy -c -q -f "$RUN/haproxy-out.cfg" >"$RUN/hacheck.log" 2>&1 && haproxy -c -
   echo "holds=$(echo $HOLDLIST | tr ' ' ,)"
   echo "contenders=$(echo $CONTENDERS | tr ' ' ,)"
   echo "quick=$QUICK"
+  echo "tests=$(echo $TESTS | tr ' ' ,)"
   echo "ztproxy_resumption=$ZT_RESUMPTION"
   echo "tcp_tw_reuse=$(sysctl -n net.ipv4.tcp_tw_reuse)"
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -267,7 +276,7 @@ for r in $(seq 1 "$ROUNDS"); do
   order=()
   i=0; for c in $CONTENDERS; do order[$(( (i + NC - (r - 1) % NC) % NC ))]=$c; i=$((i + 1)); done
   log "round $r/$ROUNDS: ${order[*]}"
-  for t in ka close resume lat up down; do
+  for t in $TESTS; do
     for c in "${order[@]}"; do
       hp=${HTTP_PORT[$c]}; bp=${BULK_PORT[$c]}; out=$RAW/${c}_${t}_r$r.txt
       case $t in
@@ -277,6 +286,13 @@ for r in $(seq 1 "$ROUNDS"); do
           [ $c != direct ] && [ $ZT_RESUMPTION = 1 ] || continue
           run_measured $c resume "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:${RESUME_PORT[$c]}/1k ;;
         lat) run_measured $c lat "$out" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka ;;
+        latbusy)
+          # the same, with every CPU kept from idling by a nice-19 spinner: a wake-up
+          # then lands on a running CPU instead of one halted in the idle loop, which
+          # on a virtual machine costs tens of microseconds a hop (bench/README.md)
+          spinners_start
+          run_measured $c latbusy "$out" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka
+          spinners_stop ;;
         up|down) run_measured $c $t "$out" $tmo "$BIN/bulk" $t $bp $DUR ;;
       esac
       sleep 1
@@ -285,7 +301,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 {
-  for n in $(awk '{print $1}' "$PIDS"); do
+  for n in $(awk '$1 !~ /^spinner/ {print $1}' "$PIDS" | sort -u); do
     p=$(pid_of $n)
     alive $p || { echo "$n pid=$p DEAD"; continue; }
     echo "$n pid=$p rss_kb=$(rss_kb $p) threads=$(awk '/^Threads:/{print $2}' /proc/$p/status) fds=$(nfds $p)"
@@ -342,7 +358,7 @@ stop_all
 trap - EXIT INT TERM HUP
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/env.txt"
 python3 "$BENCH/summarize.py" "$RAW" "$RAW" || die "summarize failed"
-if [ $QUICK = 0 ] && [ "$ROUNDS" -ge 3 ] && [ "$(echo $CONTENDERS | tr ' ' '\n' | sort | tr '\n' ' ')" = "direct haproxy ztproxy " ]; then
+if [ $QUICK = 0 ] && [ "$ROUNDS" -ge 3 ] && [ "$TESTS" = "$ALLTESTS" ] && [ "$(echo $CONTENDERS | tr ' ' '\n' | sort | tr '\n' ' ')" = "direct haproxy ztproxy " ]; then
   cp "$RAW/latest.json" "$RAW/latest.md" "$BENCH/results/" || die "cannot write $BENCH/results"
   log "wrote $BENCH/results/latest.json and latest.md (raw: $RAW)"
 else

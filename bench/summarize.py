@@ -149,19 +149,20 @@ for c in contenders:
         put(c, "resume_cps", r, w["rps"])
         if w["n"]:
             put(c, "resume_cpu_ms_per_conn", r, proxies_cpu_s(m) / w["n"] * 1e3)
-    for p in rounds_of(c, "lat"):
-        r, d = rnd(p), parse_kv_line(p)
-        if not d or "p50_us" not in d:
-            errors[c].append(f"open-loop round {r}: no result")
-            continue
-        put(c, "lat_p50_ms", r, float(d["p50_us"]) / 1000)
-        put(c, "lat_p99_ms", r, float(d["p99_us"]) / 1000)
-        put(c, "lat_achieved_rps", r, float(d["achieved_rps"]))
-        m = meta(p)
-        if c != "direct" and m.get("wall_s"):
-            put(c, "lat_cpu_cores", r, proxies_cpu_s(m) / m["wall_s"])
-        if int(d.get("errors", 0)) or int(d.get("non200", 0)) or int(d.get("unsent", 0)):
-            errors[c].append(f"open-loop round {r}: errors={d.get('errors')} non200={d.get('non200')} unsent={d.get('unsent')}")
+    for t in ("lat", "latbusy"):
+        for p in rounds_of(c, t):
+            r, d = rnd(p), parse_kv_line(p)
+            if not d or "p50_us" not in d:
+                errors[c].append(f"{t} round {r}: no result")
+                continue
+            put(c, f"{t}_p50_ms", r, float(d["p50_us"]) / 1000)
+            put(c, f"{t}_p99_ms", r, float(d["p99_us"]) / 1000)
+            put(c, f"{t}_achieved_rps", r, float(d["achieved_rps"]))
+            m = meta(p)
+            if c != "direct" and m.get("wall_s"):
+                put(c, f"{t}_cpu_cores", r, proxies_cpu_s(m) / m["wall_s"])
+            if int(d.get("errors", 0)) or int(d.get("non200", 0)) or int(d.get("unsent", 0)):
+                errors[c].append(f"{t} round {r}: errors={d.get('errors')} non200={d.get('non200')} unsent={d.get('unsent')}")
     gb = {}
     for dirn in ("up", "down"):
         for p in rounds_of(c, dirn):
@@ -181,11 +182,12 @@ for c in contenders:
 # added latency vs direct, per round (same round = same machine conditions)
 if "direct" in contenders:
     for c in proxies:
-        for q in ("p50", "p99"):
-            d = R["direct"].get(f"lat_{q}_ms", {})
-            for r, v in R[c].get(f"lat_{q}_ms", {}).items():
-                if r in d:
-                    put(c, f"lat_added_{q}_ms", r, v - d[r])
+        for t in ("lat", "latbusy"):
+            for q in ("p50", "p99"):
+                d = R["direct"].get(f"{t}_{q}_ms", {})
+                for r, v in R[c].get(f"{t}_{q}_ms", {}).items():
+                    if r in d:
+                        put(c, f"{t}_added_{q}_ms", r, v - d[r])
 
 # ------------------------------------------------------------------ memory
 rss_idle = {}
@@ -341,6 +343,11 @@ FIG = [  # key, label, unit, higher_is_better, digits, target (kind, value) on z
     ("lat_added_p50_ms", "  added p50 vs direct", "ms", False, 3, ("abs_le", 0.2)),
     ("lat_added_p99_ms", "  added p99 vs direct", "ms", False, 3, ("abs_le", 0.3)),
     ("lat_cpu_cores", "  CPU of the two proxies meanwhile", "cores", False, 2, None),
+    ("latbusy_p50_ms", "the same with a nice-19 spinner on every CPU: p50", "ms", False, 3, None),
+    ("latbusy_p99_ms", "the same with a nice-19 spinner on every CPU: p99", "ms", False, 3, None),
+    ("latbusy_added_p50_ms", "  added p50 vs direct", "ms", False, 3, None),
+    ("latbusy_added_p99_ms", "  added p99 vs direct", "ms", False, 3, None),
+    ("latbusy_cpu_cores", "  CPU of the two proxies meanwhile", "cores", False, 2, None),
     ("up_MBps", "bulk, one stream, client -> server", "MB/s", True, 0, ("ratio_haproxy_ge", 1.5)),
     ("down_MBps", "bulk, one stream, server -> client", "MB/s", True, 0, ("ratio_haproxy_ge", 1.5)),
     ("cpu_s_per_GB", "CPU s per GB (outbound + inbound)", "s/GB", False, 2, None),
@@ -458,7 +465,7 @@ if big and big < 10000:
       f"and the hard fd limit here is {machine['nofile']:,} (not raisable without CAP_SYS_RESOURCE).\n")
 # per round
 P("## Per round\n")
-keys = [k for k in ("ka_rps", "ka_p99_ms", "close_cps", "lat_p50_ms", "lat_p99_ms", "up_MBps", "down_MBps") if k in figures]
+keys = [k for k in ("ka_rps", "ka_p99_ms", "close_cps", "lat_p50_ms", "lat_p99_ms", "latbusy_p50_ms", "latbusy_p99_ms", "up_MBps", "down_MBps") if k in figures]
 rr = []
 for k in keys:
     for c in contenders:

@@ -251,7 +251,7 @@ static void render_process(sbuf_t *b, const zt_metrics_view_t *v) {
 char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
   static const char *const decs[ZT_NDEC] = {"allow", "deny", "none"};
   sbuf_t b = {0};
-  uint64_t dropped = 0, starved = 0;
+  uint64_t dropped = 0, starved = 0, backoffs = 0;
 
   put(&b, "# HELP ztproxy_build_info ztproxy's version.\n# TYPE ztproxy_build_info gauge\n"
           "ztproxy_build_info{version=\"%s\"} 1\n", v->version);
@@ -351,6 +351,7 @@ char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
   for (size_t w = 0; w < v->n_workers; w++) {
     dropped += zt_counter_read(&v->workers[w]->access_log_dropped);
     starved += zt_counter_read(&v->workers[w]->uring_starved);
+    backoffs += zt_counter_read(&v->workers[w]->spin_backoffs);
   }
   put(&b, "# HELP ztproxy_access_log_dropped_total Access-log lines dropped because the "
           "writer fell behind.\n# TYPE ztproxy_access_log_dropped_total counter\n"
@@ -359,6 +360,10 @@ char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
           "their worker's io_uring buffers in use and read into a block of their own.\n"
           "# TYPE ztproxy_io_uring_buffers_exhausted_total counter\n"
           "ztproxy_io_uring_buffers_exhausted_total %llu\n", (unsigned long long)starved);
+  put(&b, "# HELP ztproxy_busy_poll_backoffs_total Times a worker stopped busy polling for "
+          "a second because yielding its CPU had let another task run for a slice.\n"
+          "# TYPE ztproxy_busy_poll_backoffs_total counter\n"
+          "ztproxy_busy_poll_backoffs_total %llu\n", (unsigned long long)backoffs);
   render_process(&b, v);
   return zt_sbuf_take(&b, len);
 }

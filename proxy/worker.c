@@ -131,12 +131,24 @@ static int listen_on(zt_worker_t *w, zt_wlistener_t *wl) {
  * the worker measures the share of that time it spent handling events (not sleeping
  * in the poller, not spinning), and spins in the next window only if that share was
  * under SPIN_MAX_BUSY_PCT. A loaded worker thus leaves the CPU to the processes that
- * feed it; an idle one sleeps. */
+ * feed it; an idle one sleeps.
+ *
+ * Nor does it spin on a CPU that other work wants. A spinning thread is runnable, so
+ * an event for it preempts nothing: once a yield has handed the CPU to another task
+ * (a batch job at nice 19, say), the worker waits for the end of that task's slice,
+ * up to a scheduler tick, where a sleeping worker would have been woken at once. So a
+ * yield that took longer than SPIN_YIELD_MAX_NS stops spinning for a second, doubling
+ * up to SPIN_BACKOFF_MAX_NS while it recurs soon after each pause, and counts in
+ * ztproxy_busy_poll_backoffs_total. */
 #define SPIN_WINDOW_NS 10000000ull
 #define SPIN_MAX_BUSY_PCT 25
+#define SPIN_YIELD_MAX_NS 1000000ull
+#define SPIN_BACKOFF_NS 1000000000ull
+#define SPIN_BACKOFF_MAX_NS 16000000000ull
 
 typedef struct {
   uint64_t start, idle, spun;    /* the window's start, poller idle time then, spinning */
+  uint64_t off_until, backoff;   /* no spinning before off_until: the CPU is contended */
   bool ok;                       /* spinning allowed in this window */
 } spin_window_t;
 
@@ -149,13 +161,30 @@ static bool spin_allowed(spin_window_t *sw, uint64_t now, uint64_t idle) {
     sw->idle = idle;
     sw->spun = 0;
   }
-  return sw->ok;
+  return sw->ok && now >= sw->off_until;
 }
 
-static void run_loop(uv_loop_t *loop, uint64_t busy_poll_us) {
+/* A poll found nothing: give the CPU to whatever else is runnable here. t: when the
+ * poll began. */
+static void spin_yield(zt_worker_t *w, spin_window_t *sw, uint64_t t) {
+  uint64_t t0 = uv_hrtime(), t1;
+  sched_yield();
+  t1 = uv_hrtime();
+  sw->spun += t1 - t;
+  if (t1 - t0 > SPIN_YIELD_MAX_NS) {
+    bool again = sw->backoff && t1 - sw->off_until < sw->backoff;
+    sw->backoff = !again ? SPIN_BACKOFF_NS
+                : sw->backoff < SPIN_BACKOFF_MAX_NS / 2 ? sw->backoff * 2 : SPIN_BACKOFF_MAX_NS;
+    sw->off_until = t1 + sw->backoff;
+    zt_count(&w->metrics.spin_backoffs, 1);
+  }
+}
+
+static void run_loop(zt_worker_t *w, uint64_t busy_poll_us) {
+  uv_loop_t *loop = &w->loop;
   struct pollfd pf = {uv_backend_fd(loop), POLLIN, 0};
   uint64_t spin = busy_poll_us * 1000, until, t;
-  spin_window_t sw = {0, 0, 0, true};
+  spin_window_t sw = {0, 0, 0, 0, 0, true};
   if (spin == 0 || uv_loop_configure(loop, UV_METRICS_IDLE_TIME) != 0) {
     uv_run(loop, UV_RUN_DEFAULT);
     return;
@@ -170,12 +199,8 @@ static void run_loop(uv_loop_t *loop, uint64_t busy_poll_us) {
        * started since the last poll (a connect, a read resumed) and runs pending
        * callbacks and due timers. */
       if (!uv_run(loop, UV_RUN_NOWAIT)) return;
-      if (ready) {
-        until = uv_hrtime() + spin;
-      } else {
-        sched_yield();
-        sw.spun += uv_hrtime() - t;
-      }
+      if (ready) until = uv_hrtime() + spin;
+      else spin_yield(w, &sw, t);
     }
   }
 }
@@ -189,7 +214,7 @@ static void run_loop(uv_loop_t *loop, uint64_t busy_poll_us) {
 static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
   uv_loop_t *loop = &w->loop;
   uint64_t spin = busy_poll_us * 1000, until = 0, idle = 0, t;
-  spin_window_t sw = {uv_hrtime(), 0, 0, true};
+  spin_window_t sw = {uv_hrtime(), 0, 0, 0, 0, true};
   bool uv_due = true, alive = true;
 
   for (;;) {
@@ -215,8 +240,7 @@ static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
     if (zt_uring_reap(w->uring, zt_conn_uring_done, w, &uv_due) > 0) {
       until = uv_hrtime() + spin;
     } else if (spinning) {
-      sched_yield();
-      sw.spun += uv_hrtime() - t;
+      spin_yield(w, &sw, t);
     }
   }
 }
@@ -255,7 +279,7 @@ static void worker_main(void *arg) {
   w->n_wl = i;
   uv_sem_post(&srv->started);
   if (w->uring) run_loop_uring(w, srv->cfg->busy_poll_us);
-  else run_loop(&w->loop, srv->cfg->busy_poll_us);
+  else run_loop(w, srv->cfg->busy_poll_us);
   zt_uring_free(w->uring);
   w->uring = NULL;
   atomic_fetch_sub(&srv->workers_left, 1);

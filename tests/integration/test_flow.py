@@ -10,6 +10,8 @@ client -> outbound ztproxy -> inbound ztproxy -> app:
 - non-TLS bytes to an inbound listener are refused (tls_error) and reach nobody;
 - 200 concurrent connections all work (4 workers per proxy);
 - with busy_poll the proxies carry traffic as before, and stop spinning when idle;
+  on CPUs busy with other work (a nice-19 spinner on each) they stop spinning and
+  count it in ztproxy_busy_poll_backoffs_total;
 - established connections run on io_uring by default (every case above runs again on
   the epoll path, io_uring: false), and where the kernel refuses io_uring the proxies
   say so and carry traffic on epoll.
@@ -21,6 +23,7 @@ import os
 import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -274,6 +277,43 @@ def case_busy_poll(c):
             check(max(used) < 0.3, "idle proxies used %r CPU seconds in 3 s" % used)
 
 
+def case_busy_poll_backs_off_on_busy_cpus(c):
+    """A spinning worker that yields its CPU to a task that keeps it for a scheduler
+    slice (here a nice-19 busy loop on every CPU) stops spinning, so events wake it at
+    once instead of waiting out that slice; each pause counts in
+    ztproxy_busy_poll_backoffs_total. Traffic flows as before."""
+    ports = [free_port(), free_port()]
+    cfg = [{"busy_poll": "1ms", "admin": {"listen": "127.0.0.1:%d" % p}} for p in ports]
+    backoffs = 0
+    with ztlib.EchoServer() as app:
+        inp = c.mesh.inbound_proxy(app.port, cfg_extra=cfg[0])
+        out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra=cfg[1])
+        with inp, out:
+            check_eq(sum(ztlib.metric_value(ztlib.scrape(p), "ztproxy_busy_poll_backoffs_total")
+                         for p in ports), 0, "backoffs before any load")
+            hogs = [subprocess.Popen(["nice", "-n", "19", "sh", "-c", "while :; do :; done"])
+                    for _ in range(os.cpu_count() or 1)]
+            s = connect(out.port("out"), timeout=10)
+            try:
+                deadline = time.monotonic() + 30
+                for i in range(3000):            # 3,000 round trips or 30 s at most
+                    echo_roundtrip(s, b"request %d\n" % i, timeout=10)
+                    time.sleep(0.002)            # a gap for the workers to spin in
+                    if i % 100 == 99:
+                        backoffs = sum(ztlib.metric_value(ztlib.scrape(p),
+                                                          "ztproxy_busy_poll_backoffs_total")
+                                       for p in ports)
+                        if backoffs or time.monotonic() > deadline:
+                            break
+                echo_roundtrip(s, os.urandom(256 * 1024), timeout=20)
+            finally:
+                safe_close(s)
+                for h in hogs:
+                    h.kill()
+                    h.wait()
+    check(backoffs > 0, "no busy_poll backoff in %d round trips on busy CPUs" % (i + 1))
+
+
 # -- the data path ------------------------------------------------------------------------
 
 def data_path_of(c, extra):
@@ -401,6 +441,7 @@ CASES = [
     ("plain_bytes_to_inbound_refused", case_plain_bytes_to_inbound),
     ("two_hundred_concurrent_connections", case_200_concurrent),
     ("busy_poll_carries_traffic_and_idles", case_busy_poll),
+    ("busy_poll_backs_off_on_busy_cpus", case_busy_poll_backs_off_on_busy_cpus),
 ]
 DATA_PATH_CASES = [
     ("io_uring_by_default", case_io_uring_by_default),
