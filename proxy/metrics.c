@@ -360,8 +360,8 @@ char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
           "their worker's io_uring buffers in use and read into a block of their own.\n"
           "# TYPE ztproxy_io_uring_buffers_exhausted_total counter\n"
           "ztproxy_io_uring_buffers_exhausted_total %llu\n", (unsigned long long)starved);
-  put(&b, "# HELP ztproxy_busy_poll_backoffs_total Times a worker stopped busy polling for "
-          "a second because yielding its CPU had let another task run for a slice.\n"
+  put(&b, "# HELP ztproxy_busy_poll_backoffs_total Times a worker paused busy polling "
+          "because a yield of its CPU let another task keep it for over 1 ms.\n"
           "# TYPE ztproxy_busy_poll_backoffs_total counter\n"
           "ztproxy_busy_poll_backoffs_total %llu\n", (unsigned long long)backoffs);
   render_process(&b, v);
