@@ -287,9 +287,9 @@ for r in $(seq 1 "$ROUNDS"); do
           run_measured $c resume "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:${RESUME_PORT[$c]}/1k ;;
         lat) run_measured $c lat "$out" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka ;;
         latbusy)
-          # the same, with every CPU kept from idling by a nice-19 spinner: a wake-up
-          # then lands on a running CPU instead of one halted in the idle loop, which
-          # on a virtual machine costs tens of microseconds a hop (bench/README.md)
+          # the same on a busy node: a nice-19 busy loop on every CPU, as batch work
+          # would run there; a proxy that busy polls must not hold on to a CPU that
+          # work wants (bench/README.md)
           spinners_start
           run_measured $c latbusy "$out" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka
           spinners_stop ;;
