@@ -292,10 +292,12 @@ def case_busy_poll_backs_off_on_busy_cpus(c):
             for p in ports:
                 check(ztlib.metric_value(ztlib.scrape(p), "ztproxy_busy_poll_backoffs_total")
                       is not None, "ztproxy_busy_poll_backoffs_total on port %d" % p)
-            hogs = [subprocess.Popen(["nice", "-n", "19", "sh", "-c", "while :; do :; done"])
-                    for _ in range(os.cpu_count() or 1)]
-            s = connect(out.port("out"), timeout=10)
+            hogs, s = [], None
             try:
+                for _ in range(os.cpu_count() or 1):
+                    hogs.append(subprocess.Popen(["nice", "-n", "19", "sh", "-c",
+                                                  "while :; do :; done"]))
+                s = connect(out.port("out"), timeout=10)
                 deadline = time.monotonic() + 30
                 for i in range(3000):            # 3,000 round trips or 30 s at most
                     echo_roundtrip(s, b"request %d\n" % i, timeout=10)
