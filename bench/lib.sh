@@ -15,20 +15,29 @@ start() {
   log "started $name pid=$pid"
 }
 
-# one nice-19 busy loop per CPU, registered like every process started here
+# spinners_start SECONDS: one nice-19 busy loop per CPU, for at most SECONDS,
+# registered like every process started here; spinners_stop stops them and forgets them.
 spinners_start() {
   local i
-  for i in $(seq 1 "$(nproc)"); do start spinner$i nice -n 19 sh -c 'while :; do :; done'; done
+  for i in $(seq 1 "$(nproc)"); do
+    start spinner$i timeout "$1" nice -n 19 sh -c 'while :; do :; done'
+  done
 }
 spinners_stop() {
-  local i p
-  for i in $(seq 1 "$(nproc)"); do
-    p=$(pid_of spinner$i); alive "$p" && kill -TERM "$p" 2>/dev/null
+  local i j p sig
+  for sig in TERM KILL; do
+    for i in $(seq 1 "$(nproc)"); do
+      p=$(pid_of spinner$i); alive "$p" && kill -$sig "$p" 2>/dev/null
+    done
+    for j in $(seq 1 50); do
+      p=""
+      for i in $(seq 1 "$(nproc)"); do alive "$(pid_of spinner$i)" && p=1; done
+      [ -z "$p" ] && break
+      sleep 0.1
+    done
+    [ -z "$p" ] && break
   done
-  for i in $(seq 1 50); do
-    p=""; for j in $(seq 1 "$(nproc)"); do alive "$(pid_of spinner$j)" && p=1; done
-    [ -z "$p" ] && break; sleep 0.1
-  done
+  sed -i '/^spinner/d' "$PIDS"
 }
 
 pid_of() { awk -v n="$1" '$1==n{p=$2} END{print p}' "$PIDS" 2>/dev/null; }

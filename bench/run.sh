@@ -18,8 +18,9 @@
 #   --tests       the round tests to run, of: ka close resume lat latbusy up down (all)
 # Output: the table on stdout; raw outputs, configs, certificates, logs and perf
 # reports under bench/results/raw/<timestamp>/, with the summary (latest.json and
-# latest.md) beside them. A complete run (all three contenders, 3 rounds or more, not
-# --quick) also writes the summary to bench/results/, whose table the README shows.
+# latest.md) beside them. A complete run (all three contenders, every test, 3 rounds
+# or more, not --quick) also writes the summary to bench/results/, whose table the
+# README shows.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$TOP/bench
@@ -47,6 +48,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+[ -n "$TESTS" ] || { echo "bench/run.sh: --tests names no test (of: $ALLTESTS)" >&2; exit 2; }
 for t in $TESTS; do
   case " $ALLTESTS " in *" $t "*) ;; *) echo "bench/run.sh: unknown test $t (of: $ALLTESTS)" >&2; exit 2 ;; esac
 done
@@ -290,7 +292,7 @@ for r in $(seq 1 "$ROUNDS"); do
           # the same on a busy node: a nice-19 busy loop on every CPU, as batch work
           # would run there; a proxy that busy polls must not hold on to a CPU that
           # work wants (bench/README.md)
-          spinners_start
+          spinners_start $((tmo + 5))
           run_measured $c latbusy "$out" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka
           spinners_stop ;;
         up|down) run_measured $c $t "$out" $tmo "$BIN/bulk" $t $bp $DUR ;;
@@ -301,7 +303,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 {
-  for n in $(awk '$1 !~ /^spinner/ {print $1}' "$PIDS" | sort -u); do
+  for n in $(awk '{print $1}' "$PIDS"); do
     p=$(pid_of $n)
     alive $p || { echo "$n pid=$p DEAD"; continue; }
     echo "$n pid=$p rss_kb=$(rss_kb $p) threads=$(awk '/^Threads:/{print $2}' /proc/$p/status) fds=$(nfds $p)"

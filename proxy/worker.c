@@ -135,11 +135,11 @@ static int listen_on(zt_worker_t *w, zt_wlistener_t *wl) {
  *
  * Nor does it spin on a CPU that other work wants. A spinning thread is runnable, so
  * an event for it preempts nothing: once a yield has handed the CPU to another task
- * (a batch job at nice 19, say), the worker waits for the end of that task's slice,
- * up to a scheduler tick, where a sleeping worker would have been woken at once. So a
- * yield that took longer than SPIN_YIELD_MAX_NS stops spinning for a second, doubling
- * up to SPIN_BACKOFF_MAX_NS while it recurs soon after each pause, and counts in
- * ztproxy_busy_poll_backoffs_total. */
+ * (a batch job at nice 19, say), the worker waits for the end of that task's slice or
+ * the next scheduler tick, milliseconds, where a sleeping worker would have been woken
+ * at once. So a yield that took longer than SPIN_YIELD_MAX_NS stops spinning for a
+ * second, doubling up to SPIN_BACKOFF_MAX_NS while it recurs soon after each pause,
+ * and counts in ztproxy_busy_poll_backoffs_total. */
 #define SPIN_WINDOW_NS 10000000ull
 #define SPIN_MAX_BUSY_PCT 25
 #define SPIN_YIELD_MAX_NS 1000000ull

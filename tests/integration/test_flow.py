@@ -277,44 +277,61 @@ def case_busy_poll(c):
             check(max(used) < 0.3, "idle proxies used %r CPU seconds in 3 s" % used)
 
 
+# a batch job: a nice-19 busy loop that ends by itself after 120 s, even if the script
+# dies without stopping it
+BUSY_LOOP = ("import os, time\nos.nice(19)\nend = time.monotonic() + 120\n"
+             "while time.monotonic() < end:\n    pass\n")
+
+
 def case_busy_poll_backs_off_on_busy_cpus(c):
     """A spinning worker that yields its CPU to a task that keeps it for a scheduler
-    slice (here a nice-19 busy loop on every CPU) stops spinning, so events wake it at
-    once instead of waiting out that slice; each pause counts in
+    slice (here a nice-19 busy loop on every CPU) stops spinning for at least a second,
+    so events wake it at once instead of waiting out that slice; each pause counts in
     ztproxy_busy_poll_backoffs_total. Traffic flows as before."""
     ports = [free_port(), free_port()]
-    cfg = [{"busy_poll": "1ms", "admin": {"listen": "127.0.0.1:%d" % p}} for p in ports]
-    backoffs = 0
+    cfg = [{"busy_poll": "1ms", "workers": 1, "admin": {"listen": "127.0.0.1:%d" % p}}
+           for p in ports]
+
+    def backoffs():
+        return [ztlib.metric_value(ztlib.scrape(p), "ztproxy_busy_poll_backoffs_total")
+                for p in ports]
+
     with ztlib.EchoServer() as app:
         inp = c.mesh.inbound_proxy(app.port, cfg_extra=cfg[0])
         out = c.mesh.outbound_proxy(inp.port("in"), cfg_extra=cfg[1])
         with inp, out:
-            for p in ports:
-                check(ztlib.metric_value(ztlib.scrape(p), "ztproxy_busy_poll_backoffs_total")
-                      is not None, "ztproxy_busy_poll_backoffs_total on port %d" % p)
+            check(None not in backoffs(), "ztproxy_busy_poll_backoffs_total exported")
             hogs, s = [], None
             try:
-                for _ in range(os.cpu_count() or 1):
-                    hogs.append(subprocess.Popen(["nice", "-n", "19", "sh", "-c",
-                                                  "while :; do :; done"]))
+                for _ in range(len(os.sched_getaffinity(0))):
+                    hogs.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP]))
+                    ztlib._register(hogs[-1])
                 s = connect(out.port("out"), timeout=10)
-                deadline = time.monotonic() + 30
-                for i in range(3000):            # 3,000 round trips or 30 s at most
+                start = time.monotonic()
+                seen_at = None
+                # Round trips 2 ms apart (a gap for the workers to spin in) until one
+                # backs off, then 3 s more; 30 s and 10,000 round trips at most.
+                for i in range(10000):
                     echo_roundtrip(s, b"request %d\n" % i, timeout=10)
-                    time.sleep(0.002)            # a gap for the workers to spin in
-                    if i % 100 == 99:
-                        backoffs = sum(ztlib.metric_value(ztlib.scrape(p),
-                                                          "ztproxy_busy_poll_backoffs_total")
-                                       for p in ports)
-                        if backoffs or time.monotonic() > deadline:
-                            break
+                    time.sleep(0.002)
+                    now = time.monotonic()
+                    if seen_at is None and i % 50 == 49 and sum(backoffs()):
+                        seen_at = now
+                    if (seen_at is not None and now - seen_at > 3) or now - start > 30:
+                        break
+                counts, elapsed = backoffs(), time.monotonic() - start
                 echo_roundtrip(s, os.urandom(256 * 1024), timeout=20)
             finally:
                 safe_close(s)
                 for h in hogs:
                     h.kill()
                     h.wait()
-    check(backoffs > 0, "no busy_poll backoff in %d round trips on busy CPUs" % (i + 1))
+    check(sum(counts) > 0, "no busy_poll backoff in %.1f s of round trips on busy CPUs"
+          % elapsed)
+    # Each backoff pauses spinning for a second or more: a worker that counted them
+    # but kept spinning would count one per long yield, hundreds a second.
+    check(max(counts) <= elapsed + 1, "%r backoffs in %.1f s: spinning did not pause"
+          % (counts, elapsed))
 
 
 # -- the data path ------------------------------------------------------------------------
