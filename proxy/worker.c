@@ -184,7 +184,7 @@ static void run_loop(zt_worker_t *w, uint64_t busy_poll_us) {
   uv_loop_t *loop = &w->loop;
   struct pollfd pf = {uv_backend_fd(loop), POLLIN, 0};
   uint64_t spin = busy_poll_us * 1000, until, t;
-  spin_window_t sw = {0, 0, 0, 0, 0, true};
+  spin_window_t sw = {.ok = true};
   if (spin == 0 || uv_loop_configure(loop, UV_METRICS_IDLE_TIME) != 0) {
     uv_run(loop, UV_RUN_DEFAULT);
     return;
@@ -214,7 +214,7 @@ static void run_loop(zt_worker_t *w, uint64_t busy_poll_us) {
 static void run_loop_uring(zt_worker_t *w, uint64_t busy_poll_us) {
   uv_loop_t *loop = &w->loop;
   uint64_t spin = busy_poll_us * 1000, until = 0, idle = 0, t;
-  spin_window_t sw = {uv_hrtime(), 0, 0, 0, 0, true};
+  spin_window_t sw = {.start = uv_hrtime(), .ok = true};
   bool uv_due = true, alive = true;
 
   for (;;) {
