@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# ztproxy benchmark harness: ztproxy against haproxy and the direct path, same run,
-# same machine, same certificates, TLS 1.3 AES-128-GCM with P-256 everywhere.
+# ztproxy benchmark harness: ztproxy against haproxy, nginx's stream proxy and the
+# direct path, same run, same machine, same certificates, TLS 1.3 AES-128-GCM with
+# P-256 everywhere.
 #
 #   load generator -> OUTBOUND proxy (plain in, mTLS out, client SVID)
 #                  -> INBOUND proxy (mTLS in, client SVID verified, plain out) -> backend
 #
-# Contenders: direct (no proxy), haproxy (Debian package, nbthread 1) and ztproxy
-# (workers: 1) in both roles. Backends: nginx (1 KiB body) and tools/bulk (one-stream
-# source/sink). Everything binds to 127.0.0.1; every loop and every load run is bounded
-# in time; every process started here is stopped at the end (trap), by its pid.
+# Contenders: direct (no proxy), haproxy (Debian package, nbthread 1), nginx (Debian's
+# stream module, one worker process) and ztproxy (workers: 1) in both roles. Backends:
+# nginx (1 KiB body) and tools/bulk (one-stream source/sink). Everything binds to
+# 127.0.0.1; every loop and every load run is bounded in time; every process started
+# here is stopped at the end (trap), by its pid.
 #
 # usage: bench/run.sh [--quick] [--rounds N] [--dur SECONDS] [--hold "1000 10000"]
-#                     [--contenders "direct haproxy ztproxy"] [--no-profile]
+#                     [--contenders "direct haproxy nginx ztproxy"] [--no-profile]
 #                     [--no-install] [--ztproxy PATH] [--tests "ka close ..."]
 #   --quick       1 round, 4 s per test, holds of 1,000 and 5,000, no profile (~3 min)
 #   default       3 rounds, 10 s per test, holds of 1,000 and 10,000, perf profile (~14 min)
 #   --tests       the round tests to run, of: ka close resume lat latbusy up down (all)
 # Output: the table on stdout; raw outputs, configs, certificates, logs and perf
 # reports under bench/results/raw/<timestamp>/, with the summary (latest.json and
-# latest.md) beside them. A complete run (all three contenders, every test, 3 rounds
+# latest.md) beside them. A complete run (all four contenders, every test, 3 rounds
 # or more, not --quick) also writes the summary to bench/results/, whose table the
 # README shows.
 set -u
@@ -26,7 +28,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$TOP/bench
 
 ROUNDS=3 DUR=10 HOLDS="1000 10000" PROFILE=1 INSTALL=1 QUICK=0
-CONTENDERS="direct haproxy ztproxy"
+CONTENDERS="direct haproxy nginx ztproxy"
 ALLTESTS="ka close resume lat latbusy up down"
 TESTS=$ALLTESTS
 ZTPROXY=${ZTPROXY:-$TOP/build/ztproxy}
@@ -42,7 +44,7 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0 ;;
     --ztproxy) ZTPROXY=$2; shift ;;
     --tests) TESTS=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -106,12 +108,13 @@ gcc -O2 -Wall -pthread -o "$BIN/bulk" "$BENCH/tools/bulk.c" || die "cannot build
 BACKEND_HTTP=26080 BACKEND_BULK=26201
 HA_OUT_HTTP=26180 HA_OUT_BULK=26181 HA_IN_HTTP=26443 HA_IN_BULK=26444
 ZT_OUT_HTTP=26280 ZT_OUT_BULK=26281 ZT_IN_HTTP=26543 ZT_IN_BULK=26544
+NG_OUT_HTTP=26380 NG_OUT_BULK=26381 NG_IN_HTTP=26643 NG_IN_BULK=26644
 HA_OUT_RESUME=26182 ZT_OUT_RESUME=26282   # outbound listeners with TLS session resumption on
 declare -A RESUME_PORT=([haproxy]=$HA_OUT_RESUME [ztproxy]=$ZT_OUT_RESUME)
-declare -A HTTP_PORT=([direct]=$BACKEND_HTTP [haproxy]=$HA_OUT_HTTP [ztproxy]=$ZT_OUT_HTTP)
-declare -A BULK_PORT=([direct]=$BACKEND_BULK [haproxy]=$HA_OUT_BULK [ztproxy]=$ZT_OUT_BULK)
-declare -A IN_PORT=([haproxy]=$HA_IN_HTTP [ztproxy]=$ZT_IN_HTTP)
-ALLPORTS="$HA_OUT_RESUME $ZT_OUT_RESUME $BACKEND_HTTP $BACKEND_BULK $HA_OUT_HTTP $HA_OUT_BULK $HA_IN_HTTP $HA_IN_BULK $ZT_OUT_HTTP $ZT_OUT_BULK $ZT_IN_HTTP $ZT_IN_BULK"
+declare -A HTTP_PORT=([direct]=$BACKEND_HTTP [haproxy]=$HA_OUT_HTTP [nginx]=$NG_OUT_HTTP [ztproxy]=$ZT_OUT_HTTP)
+declare -A BULK_PORT=([direct]=$BACKEND_BULK [haproxy]=$HA_OUT_BULK [nginx]=$NG_OUT_BULK [ztproxy]=$ZT_OUT_BULK)
+declare -A IN_PORT=([haproxy]=$HA_IN_HTTP [nginx]=$NG_IN_HTTP [ztproxy]=$ZT_IN_HTTP)
+ALLPORTS="$HA_OUT_RESUME $ZT_OUT_RESUME $BACKEND_HTTP $BACKEND_BULK $HA_OUT_HTTP $HA_OUT_BULK $HA_IN_HTTP $HA_IN_BULK $ZT_OUT_HTTP $ZT_OUT_BULK $ZT_IN_HTTP $ZT_IN_BULK $NG_OUT_HTTP $NG_OUT_BULK $NG_IN_HTTP $NG_IN_BULK"
 for p in $ALLPORTS; do port_free $p || die "127.0.0.1:$p is already in use"; done
 
 # ------------------------------------------------------------------ certificates (ztproxy's own CA code)
@@ -153,6 +156,7 @@ for f in "$BENCH"/conf/*; do
       -e "s|@BACKEND_HTTP@|$BACKEND_HTTP|g; s|@BACKEND_BULK@|$BACKEND_BULK|g" \
       -e "s|@HA_OUT_HTTP@|$HA_OUT_HTTP|g; s|@HA_OUT_BULK@|$HA_OUT_BULK|g; s|@HA_IN_HTTP@|$HA_IN_HTTP|g; s|@HA_IN_BULK@|$HA_IN_BULK|g" \
       -e "s|@ZT_OUT_HTTP@|$ZT_OUT_HTTP|g; s|@ZT_OUT_BULK@|$ZT_OUT_BULK|g; s|@ZT_IN_HTTP@|$ZT_IN_HTTP|g; s|@ZT_IN_BULK@|$ZT_IN_BULK|g" \
+      -e "s|@NG_OUT_HTTP@|$NG_OUT_HTTP|g; s|@NG_OUT_BULK@|$NG_OUT_BULK|g; s|@NG_IN_HTTP@|$NG_IN_HTTP|g; s|@NG_IN_BULK@|$NG_IN_BULK|g" \
       -e "s|@HA_OUT_RESUME@|$HA_OUT_RESUME|g; s|@ZT_RESUME_OFF@|$ZT_RESUME_OFF|g; s|@ZT_RESUME_LISTENER@|$ZT_RESUME_LISTENER|g" \
       -e "s|@CLIENT_ID_HEX@|$CLIENT_ID_HEX|g; s|@BODY1K@|$BODY1K|g" "$f" >"$RUN/${f##*/}"
 done
@@ -160,6 +164,13 @@ done
   die "ztproxy check failed: $(cat "$RUN/check.log")"
 haproxy -c -q -f "$RUN/haproxy-out.cfg" >"$RUN/hacheck.log" 2>&1 && haproxy -c -q -f "$RUN/haproxy-in.cfg" >>"$RUN/hacheck.log" 2>&1 ||
   die "haproxy config check failed: $(cat "$RUN/hacheck.log")"
+if [[ " $CONTENDERS " == *" nginx "* ]]; then
+  [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] ||
+    die "nginx's stream module is missing (scripts/bootstrap.sh --bench installs libnginx-mod-stream)"
+  for f in nginx-out nginx-in; do
+    nginx -t -q -p "$RUN/" -e stderr -c "$RUN/$f.conf" >>"$RUN/ngcheck.log" 2>&1 || die "nginx config check failed: $(cat "$RUN/ngcheck.log")"
+  done
+fi
 
 # ------------------------------------------------------------------ environment
 {
@@ -192,6 +203,10 @@ start bulk "$BIN/bulk" serve $BACKEND_BULK
 if [[ " $CONTENDERS " == *" haproxy "* ]]; then
   start haproxy_in  env OPENSSL_CONF="$RUN/openssl-p256.cnf" haproxy -db -f "$RUN/haproxy-in.cfg"
   start haproxy_out env OPENSSL_CONF="$RUN/openssl-p256.cnf" haproxy -db -f "$RUN/haproxy-out.cfg"
+fi
+if [[ " $CONTENDERS " == *" nginx "* ]]; then
+  start nginx_in  nginx -p "$RUN/" -e stderr -c "$RUN/nginx-in.conf"
+  start nginx_out nginx -p "$RUN/" -e stderr -c "$RUN/nginx-out.conf"
 fi
 if [[ " $CONTENDERS " == *" ztproxy "* ]]; then
   start ztproxy_in  "$ZTPROXY" run -c "$RUN/ztproxy-in.yaml"
@@ -236,7 +251,9 @@ SCLIENT_CONF=$RUN/openssl-p256.cnf
       esac
       out=$(printf 'GET /1k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' | timeout 5 openssl s_client -quiet -connect 127.0.0.1:$ip \
         "${args[@]}" -CAfile "$PKI/ca.pem" 2>/dev/null | head -1 | tr -d '\r')
-      if echo "$out" | grep -q '^HTTP/1.1 200'; then r="ACCEPTED (BAD)"; else r="refused (ok)"; fi
+      if ! echo "$out" | grep -q '^HTTP/1.1 200'; then r="refused (ok)"
+      elif [ $c = nginx ] && [ $who = other ]; then r="accepted (chain only: nginx has no identity check)"
+      else r="ACCEPTED (BAD)"; fi
       echo "$c inbound, client=$who: $r"
     done
   done
@@ -285,7 +302,7 @@ for r in $(seq 1 "$ROUNDS"); do
         ka) run_measured $c ka "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency http://127.0.0.1:$hp/1k ;;
         close) run_measured $c close "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:$hp/1k ;;
         resume)
-          [ $c != direct ] && [ $ZT_RESUMPTION = 1 ] || continue
+          [ -n "${RESUME_PORT[$c]:-}" ] && [ $ZT_RESUMPTION = 1 ] || continue
           run_measured $c resume "$out" $tmo wrk -t2 -c50 -d${DUR}s --latency -H 'Connection: close' http://127.0.0.1:${RESUME_PORT[$c]}/1k ;;
         lat) run_measured $c lat "$out" $tmo "$BIN/ratelat" -p $hp -r 1000 -c 16 -d $DUR -w 1 -m ka ;;
         latbusy)
@@ -322,7 +339,8 @@ if [ $PROFILE = 1 ]; then
     SC="$SC,syscalls:sys_enter_$s"
   done
   for c in $CONTENDERS; do
-    [ $c = direct ] && continue
+    # perf -p follows one process: nginx's work is in its worker, not the master started here
+    [ $c = direct ] || [ $c = nginx ] && continue
     hp=${HTTP_PORT[$c]}
     for t in ka close up; do
       case $t in
@@ -360,7 +378,7 @@ stop_all
 trap - EXIT INT TERM HUP
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/env.txt"
 python3 "$BENCH/summarize.py" "$RAW" "$RAW" || die "summarize failed"
-if [ $QUICK = 0 ] && [ "$ROUNDS" -ge 3 ] && [ "$TESTS" = "$ALLTESTS" ] && [ "$(echo $CONTENDERS | tr ' ' '\n' | sort | tr '\n' ' ')" = "direct haproxy ztproxy " ]; then
+if [ $QUICK = 0 ] && [ "$ROUNDS" -ge 3 ] && [ "$TESTS" = "$ALLTESTS" ] && [ "$(echo $CONTENDERS | tr ' ' '\n' | sort | tr '\n' ' ')" = "direct haproxy nginx ztproxy " ]; then
   cp "$RAW/latest.json" "$RAW/latest.md" "$BENCH/results/" || die "cannot write $BENCH/results"
   log "wrote $BENCH/results/latest.json and latest.md (raw: $RAW)"
 else

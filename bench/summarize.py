@@ -13,7 +13,7 @@ import statistics
 import sys
 
 RAW, OUT = sys.argv[1], sys.argv[2]
-CONT = ["direct", "haproxy", "ztproxy"]
+CONT = ["direct", "haproxy", "nginx", "ztproxy"]
 
 
 def kv_file(path):
@@ -413,7 +413,7 @@ for key, label, unit, hib, nd, target in FIG:
                 [f"{rz_h:.2f}" if rz_h is not None else "", f"{rz_d:.2f}" if rz_d is not None else "",
                  tdesc, verdict, "" if nz is None else f"{nz:.2f}"])
 
-hdr = ["figure", "unit", "direct", "haproxy", "ztproxy", "zt/haproxy", "zt/direct", "target", "verdict", "other load"]
+hdr = ["figure", "unit"] + CONT + ["zt/haproxy", "zt/direct", "target", "verdict", "other load"]
 
 # ------------------------------------------------------------------ write
 machine = {"nproc": int(env.get("host_nproc", 0) or 0), "cpu_model": env.get("cpu_model"), "kernel": env.get("kernel"),

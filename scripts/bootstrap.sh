@@ -49,7 +49,7 @@ libuv_stamp=$deps/libuv/.built-$(flags_hash "${libuv_flags[@]}")
 pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev liburing-dev node-llhttp
       autoconf automake libtool curl openssl python3 iproute2 iptables procps
       prometheus)   # promtool validates our /metrics exposition in the tests
-[ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light wrk)
+[ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light libnginx-mod-stream wrk)
 
 need=()
 for p in "${pkgs[@]}"; do
