@@ -15,7 +15,7 @@
 # usage: bench/run.sh [--quick] [--rounds N] [--dur SECONDS] [--hold "1000 10000"]
 #                     [--contenders "direct haproxy nginx ztproxy"] [--no-profile]
 #                     [--no-install] [--ztproxy PATH] [--tests "ka close ..."]
-#   --quick       1 round, 4 s per test, holds of 1,000 and 5,000, no profile (~3 min)
+#   --quick       1 round, 4 s per test, holds of 1,000 and 5,000, no profile (~4 min)
 #   default       3 rounds, 10 s per test, holds of 1,000 and 10,000, perf profile (~19 min)
 #   --tests       the round tests to run, of: ka close resume lat latbusy up down (all)
 # Output: the table on stdout; raw outputs, configs, certificates, logs and perf
