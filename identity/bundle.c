@@ -32,6 +32,7 @@ typedef struct {
   unsigned char *der;
   size_t len;
   size_t subj_off, subj_len; /* subject Name content (wolfSSL's subjectRaw) in der */
+  unsigned char skid[KEYID_SIZE]; /* subject key identifier, as wolfSSL reads it */
 } root_t;
 
 typedef struct {
@@ -150,12 +151,18 @@ int zt_bundle_set_add(zt_bundle_set_t *s, const char *td, const unsigned char *p
     DecodedCert dc;
     int rc;
     why = zt_svid_rules(l.der[i], l.len[i], 0, info, &rules);
-    /* A root without keyUsage is still a CA for RFC 5280; only CA:TRUE is needed. */
-    if (why != NULL && strcmp(why, ZT_SVID_SIGNER_NOT_CA) == 0 && info->is_ca &&
-        !info->key_usage_set)
-      why = NULL;
-    if (why != NULL && strcmp(why, ZT_SVID_SHA1) == 0 && info->self_signed)
-      why = NULL; /* a root's self-signature is not relied on */
+    if (why != NULL && !(rules.broken & ZT_SVID_RULE_PARSES)) {
+      /* Two rules a root may break, each on its own: a root without keyUsage is
+       * still a CA for RFC 5280 (only CA:TRUE is needed), and a root's
+       * self-signature is not relied on. Every other rule still holds. */
+      unsigned broken = rules.broken;
+      if (info->is_ca && !info->key_usage_set) broken &= ~(unsigned)ZT_SVID_RULE_SIGNER_CA;
+      if (info->self_signed) broken &= ~(unsigned)ZT_SVID_RULE_NO_SHA1;
+      why = broken & ZT_SVID_RULE_SIGNER_CA ? ZT_SVID_SIGNER_NOT_CA
+            : broken & ZT_SVID_RULE_STRONG_KEY ? ZT_SVID_WEAK_KEY
+            : broken & ZT_SVID_RULE_NO_SHA1 ? ZT_SVID_SHA1
+            : broken ? why : NULL;
+    }
     if (why != NULL) {
       zt_error_set(err, source, 0, 0, "certificate %zu of the bundle: %s (%s)", i + 1,
                    zt_svid_reason_text(why), why);
@@ -166,6 +173,7 @@ int zt_bundle_set_add(zt_bundle_set_t *s, const char *td, const unsigned char *p
     if (rc == 0 && dc.subjectRaw != NULL) {
       t->roots[i].subj_off = (size_t)(dc.subjectRaw - l.der[i]);
       t->roots[i].subj_len = (size_t)dc.subjectRawLen;
+      memcpy(t->roots[i].skid, dc.extSubjKeyId, KEYID_SIZE);
     }
     wc_FreeDecodedCert(&dc);
     if (wolfSSL_CertManagerLoadCABuffer(t->cm, l.der[i], (long)l.len[i],
@@ -579,6 +587,49 @@ done:
   return why;
 }
 
+int zt_bundle_set_is_path(const zt_bundle_set_t *s, size_t td_index,
+                          const unsigned char *const *ders, const size_t *lens,
+                          size_t n) {
+  const unsigned char *issuer = NULL;   /* of the previous certificate */
+  size_t issuer_len = 0, i, j;
+  unsigned char akid[KEYID_SIZE];
+  const td_t *t;
+  if (td_index >= s->n_tds || n == 0) return 0;
+  t = &s->tds[td_index];
+  for (i = 0; i <= n; i++) {
+    const unsigned char *subj;
+    size_t subj_len;
+    unsigned char skid[KEYID_SIZE];
+    if (i < n) {
+      DecodedCert dc;
+      int ok;
+      wc_InitDecodedCert(&dc, ders[i], (word32)lens[i], NULL);
+      ok = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc.extAuthKeyIdSet &&
+           dc.subjectRaw != NULL && dc.issuerRaw != NULL;
+      if (ok) {                      /* pointers into ders[i], which outlives dc */
+        subj = dc.subjectRaw;
+        subj_len = (size_t)dc.subjectRawLen;
+        memcpy(skid, dc.extSubjKeyId, KEYID_SIZE);
+        if (i > 0 && (issuer_len != subj_len || memcmp(issuer, subj, subj_len) != 0 ||
+                      memcmp(akid, skid, KEYID_SIZE) != 0))
+          ok = 0;
+        issuer = dc.issuerRaw;
+        issuer_len = (size_t)dc.issuerRawLen;
+        memcpy(akid, dc.extAuthKeyId, KEYID_SIZE);
+      }
+      wc_FreeDecodedCert(&dc);
+      if (!ok) return 0;
+      continue;
+    }
+    for (j = 0; j < t->n_roots; j++)  /* the last certificate's issuer */
+      if (t->roots[j].subj_len == issuer_len &&
+          memcmp(t->roots[j].der + t->roots[j].subj_off, issuer, issuer_len) == 0 &&
+          memcmp(t->roots[j].skid, akid, KEYID_SIZE) == 0)
+        return 1;
+  }
+  return 0;
+}
+
 typedef struct {
   const unsigned char *issuer; size_t issuer_len;
   const unsigned char *serial; size_t serial_len;
@@ -621,39 +672,20 @@ static int cert_ref(const unsigned char *der, size_t len, cert_ref_t *r) {
   return 0;
 }
 
-/* The issuing certificate of the chain's last certificate: a root of t by name. */
-static const root_t *root_for(const td_t *t, const cert_ref_t *last) {
-  size_t j;
-  for (j = 0; j < t->n_roots; j++)
-    if (t->roots[j].subj_len == last->issuer_len &&
-        memcmp(t->roots[j].der + t->roots[j].subj_off, last->issuer, last->issuer_len) == 0)
-      return &t->roots[j];
-  return NULL;
-}
-
+/* A certificate of the chain is revoked when a CRL of its issuer's name lists its
+ * serial and that issuer signed the CRL: a root of t (verified when the CRL was
+ * loaded) or any certificate further up the chain. The peer chooses the order it
+ * sends its chain in, so the next certificate is not taken for the issuer: with it, a
+ * revoked SVID followed by some other CA certificate of the trust domain would find
+ * no CRL that verifies, and pass. */
 int zt_bundle_set_revoked(const zt_bundle_set_t *s, size_t td_index,
                           const unsigned char *const *ders, const size_t *lens,
                           size_t n) {
-  const td_t *t;
-  size_t i, k, m;
+  size_t i, j, k, m;
   if (td_index >= s->n_tds || n == 0) return 0;
-  t = &s->tds[td_index];
   for (i = 0; i < n; i++) {
     cert_ref_t r;
-    const unsigned char *idder = NULL;
-    size_t idlen = 0;
-    int from_root = 0;
     if (cert_ref(ders[i], lens[i], &r) != 0) return 1; /* fail closed */
-    if (i + 1 < n) {
-      idder = ders[i + 1];
-      idlen = lens[i + 1];
-    } else {
-      const root_t *root = root_for(t, &r);
-      if (root == NULL) continue;
-      idder = root->der;
-      idlen = root->len;
-      from_root = 1;
-    }
     for (k = 0; k < s->n_crls; k++) {
       const crl_t *c = &s->crls[k];
       int hit = 0;
@@ -663,9 +695,9 @@ int zt_bundle_set_revoked(const zt_bundle_set_t *s, size_t td_index,
         hit = c->serial_lens[m] == r.serial_len &&
               memcmp(c->serials[m], r.serial, r.serial_len) == 0;
       if (!hit) continue;
-      /* Verified at load against this TD's root, or now against the issuer. */
-      if ((from_root && c->td == (long)td_index) || crl_verify_with(c, idder, idlen) == 0)
-        return 1;
+      if (c->td == (long)td_index) return 1;
+      for (j = i + 1; j < n; j++)
+        if (crl_verify_with(c, ders[j], lens[j]) == 0) return 1;
     }
   }
   return 0;

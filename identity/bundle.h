@@ -80,6 +80,18 @@ int zt_bundle_set_verify(const zt_bundle_set_t *s, const unsigned char *const *d
                          const size_t *lens, size_t n, int64_t now,
                          zt_svid_info_t *leaf_out, const char **reason);
 
+/* 1 when ders[0..n) is the path wolfSSL's own verification of it took, and so was
+ * verified against its own certificates and td_index's roots and nothing else: each
+ * certificate names its issuer by authority key identifier, and that issuer is the
+ * next certificate (after the last, a root of td_index) by subject name and subject
+ * key identifier, which is how wolfSSL finds a signer. wolfSSL also trusts every CA
+ * certificate a peer's chain brought, for the context's life; this rules out that one
+ * of those vouched instead. 0 otherwise, or when a certificate has no authority key
+ * identifier. */
+int zt_bundle_set_is_path(const zt_bundle_set_t *s, size_t td_index,
+                          const unsigned char *const *ders, const size_t *lens,
+                          size_t n);
+
 /* Only the CRL part: 1 when a certificate of the chain is revoked, 0 when not, for
  * re-checking established connections when a new CRL arrives. td_index is the
  * chain's trust domain (zt_bundle_set_find). */

@@ -691,8 +691,9 @@ int zt_issue_ca(const zt_issue_ca_opts_t *o, const char *cert_path,
   if (set_serial(c, &b.rng) != 0 ||
       sans_add(b.sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, uri) != 0 ||
       sans_finish(b.sans, c) != 0 ||
-      wc_SetKeyUsage(c, o->key_usage ? o->key_usage
-                                     : "keyCertSign,cRLSign,digitalSignature") != 0 ||
+      (!(o->key_usage && o->key_usage[0] == '\0') &&
+       wc_SetKeyUsage(c, o->key_usage ? o->key_usage
+                                      : "keyCertSign,cRLSign,digitalSignature") != 0) ||
       wc_SetSubjectKeyIdFromPublicKey(c, zk_rsa(b.key), zk_ecc(b.key)) != 0 ||
       (parent == NULL &&
        wc_SetAuthKeyIdFromPublicKey(c, zk_rsa(b.key), zk_ecc(b.key)) != 0)) {

@@ -37,7 +37,8 @@ typedef struct {
                                  test only: "rsa1024" */
   const char *sig;            /* "sha256" (default); test only: "sha1" */
   const char *key_usage;      /* test only: wolfSSL key-usage list replacing
-                                 "keyCertSign,cRLSign,digitalSignature" */
+                                 "keyCertSign,cRLSign,digitalSignature" ("" = no
+                                 keyUsage extension) */
 } zt_issue_ca_opts_t;
 
 typedef struct {

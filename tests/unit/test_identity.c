@@ -427,6 +427,23 @@ ZT_TEST(bundle_refuses_a_leaf_and_garbage) {
   ZT_ASSERT(r1 == -1 && r2 == -1 && r3 == -1);
 }
 
+/* A root may lack keyUsage (RFC 5280 needs only CA:TRUE): that exemption, and the one
+ * for a root's SHA-1 self-signature, leave its other rules in force. */
+ZT_TEST(bundle_root_without_key_usage_still_needs_a_strong_key) {
+  zt_bundle_set_t *s = zt_bundle_set_new();
+  zt_error_t err;
+  int ok_root, weak_root;
+  ZT_ASSERT(s != NULL);
+  ZT_ASSERT(mk_ca("root_noku", "noku.example", NULL, NULL, NULL, "") == 0);
+  ZT_ASSERT(mk_ca("root_noku_rsa1024", "weak.example", NULL, "rsa1024", NULL, "") == 0);
+  ok_root = zt_bundle_set_add_file(s, "noku.example", P("root_noku.pem"), &err);
+  weak_root = zt_bundle_set_add_file(s, "weak.example", P("root_noku_rsa1024.pem"), &err);
+  zt_bundle_set_free(s);
+  ZT_ASSERT(ok_root == 0);
+  ZT_ASSERT(weak_root == -1);
+  ZT_ASSERT(strstr(err.msg, "weak_key") != NULL);
+}
+
 /* ---- CRLs ------------------------------------------------------------------------- */
 
 static int mk_crl(const char *out, const char *ca, const char *serial) {
@@ -719,7 +736,9 @@ ZT_TEST_MAIN(ZT_RUN(fixture_is_ready), ZT_RUN(good_leaf_passes_every_rule),
              ZT_RUN(trust_domain_without_bundle_is_foreign),
              ZT_RUN(expired_and_not_yet_valid_at_the_given_clock),
              ZT_RUN(tampered_leaf_is_bad_signature_or_unknown),
-             ZT_RUN(bundle_refuses_a_leaf_and_garbage), ZT_RUN(root_crl_revokes_a_direct_leaf),
+             ZT_RUN(bundle_refuses_a_leaf_and_garbage),
+             ZT_RUN(bundle_root_without_key_usage_still_needs_a_strong_key),
+             ZT_RUN(root_crl_revokes_a_direct_leaf),
              ZT_RUN(intermediate_crl_revokes_its_leaf),
              ZT_RUN(revoking_the_intermediate_revokes_its_leaves),
              ZT_RUN(partner_crl_does_not_revoke_example_org_serials),
