@@ -740,18 +740,12 @@ static void handshake_done(zt_conn_t *c) {
       c->sni[n] = '\0';
     }
   }
-  if (!c->inbound && wolfSSL_session_reused(c->ssl) && c->peer.peer_id == NULL) {
-    /* Resumed: no certificate came; the server is who it was when the ticket was
-     * made under this identity snapshot, and it was checked against expect_server
-     * then (same listener). */
-    zt_ticket_cache_t *t = &c->w->tickets[c->wl->l->index];
-    if (t->peer_id && (c->peer.peer_id = strdup(t->peer_id))) {
-      c->peer.not_after = t->not_after;
-      memcpy(c->peer.serial, t->serial, sizeof(t->serial));
-      memcpy(c->peer.cert_sha256, t->cert_sha256, sizeof(t->cert_sha256));
-      c->peer.resumed = 1;
-    }
-  }
+  /* Resumed: no certificate came, and the peer is who the ticket says (inbound: the
+   * one we issued, now that wolfSSL has checked its binder; outbound: the server the
+   * ticket we offered came from, checked against expect_server then, on this
+   * listener). */
+  if (wolfSSL_session_reused(c->ssl) && c->peer.peer_id == NULL)
+    zt_tls_peer_resume(&c->peer);
   zt_count(&c->m->handshakes[!c->inbound][wolfSSL_session_reused(c->ssl) != 0], 1);
   zt_histogram_observe(&c->m->handshake, zt_handshake_buckets,
                        (uv_hrtime() - c->hs_start_ns) / 1000);
@@ -1104,8 +1098,15 @@ static int start_tls(zt_conn_t *c) {
     zt_ticket_cache_t *t = &c->w->tickets[c->wl->l->index];
     if (t->sess && (t->ident != c->ident || t->not_after <= (int64_t)time(NULL)))
       zt_ticket_cache_clear(t);
-    else if (t->sess && wolfSSL_set_session(c->ssl, t->sess) == WOLFSSL_SUCCESS)
+    else if (t->sess && wolfSSL_set_session(c->ssl, t->sess) == WOLFSSL_SUCCESS &&
+             (c->peer.ticket.id = strdup(t->peer_id)) != NULL) {
+      /* The server it came from, for the case it is resumed: the cache may hold
+       * another server's ticket by then. */
       c->offered_ticket = ticket_prefix(c->ssl, c->offered_prefix);
+      c->peer.ticket.not_after = t->not_after;
+      memcpy(c->peer.ticket.serial, t->serial, sizeof(t->serial));
+      memcpy(c->peer.ticket.cert_sha256, t->cert_sha256, sizeof(t->cert_sha256));
+    }
   }
   c->state = ZT_CONN_HANDSHAKE;
   c->hs_start_ns = uv_hrtime();

@@ -65,24 +65,25 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
     lens[n] = (size_t)store->certs[i].length;
     total += lens[n++];
   }
-  if (zt_bundle_set_count(peer->ident->set->bundles) == 1 &&
-      zt_bundle_set_crl_count(peer->ident->set->bundles) == 0) {
-    /* One trust domain and no CRLs: wolfSSL has just verified the chain and its
-     * dates against exactly that bundle, so verifying it again would only repeat the
-     * signature checks. What is left is ours: the SVID rules and the trust domain. */
-    const char *td = zt_bundle_set_td(peer->ident->set->bundles, 0);
-    if (zt_svid_check_chain(ders, lens, n, &info, &reason)) {
+  /* Without CRLs, wolfSSL's verification of signatures and dates stands when the
+   * chain is provably the path it took to a root of the peer's own trust domain; what
+   * is left is ours: the SVID rules. Otherwise, and with CRLs, our own verification. */
+  {
+    const zt_bundle_set_t *b = peer->ident->set->bundles;
+    int td = -1, fast = 0;
+    if (zt_bundle_set_crl_count(b) == 0) {
+      if (zt_svid_check_chain(ders, lens, n, &info, &reason)) {
+        peer->tls_error = reason;
+        return 0;
+      }
+      td = zt_bundle_set_find(b, info.spiffe.td, info.spiffe.td_len);
+      fast = td >= 0 && zt_bundle_set_is_path(b, (size_t)td, ders, lens, n);
+    }
+    if (!fast && zt_bundle_set_verify(b, ders, lens, n, (int64_t)time(NULL), &info,
+                                      &reason)) {
       peer->tls_error = reason;
       return 0;
     }
-    if (info.spiffe.td_len != strlen(td) || memcmp(info.spiffe.td, td, info.spiffe.td_len)) {
-      peer->tls_error = ZT_REASON_FOREIGN_TD;
-      return 0;
-    }
-  } else if (zt_bundle_set_verify(peer->ident->set->bundles, ders, lens, n,
-                                  (int64_t)time(NULL), &info, &reason)) {
-    peer->tls_error = reason;
-    return 0;
   }
   free(peer->peer_id);
   peer->peer_id = strdup(info.id);
@@ -121,7 +122,15 @@ const char *zt_tls_peer_reverify(const zt_identity_t *id, const zt_tls_peer_t *p
   const unsigned char *ders[ZT_SVID_CHAIN_MAX], *p = peer->chain;
   zt_svid_info_t info;
   const char *reason;
-  if (peer->chain == NULL || peer->peer_id == NULL) return NULL;
+  if (peer->peer_id == NULL) return NULL;
+  if (peer->chain == NULL) {
+    zt_spiffe_id_t sid;
+    if (zt_spiffe_id_parse(peer->peer_id, strlen(peer->peer_id), &sid, NULL) ||
+        zt_bundle_set_find(id->set->bundles, sid.td, sid.td_len) < 0)
+      return ZT_REASON_FOREIGN_TD;
+    if (peer->not_after <= (int64_t)time(NULL)) return ZT_REASON_EXPIRED;
+    return NULL;
+  }
   for (size_t i = 0; i < peer->chain_n; i++) {
     ders[i] = p;
     p += peer->chain_lens[i];
@@ -138,10 +147,24 @@ void zt_tls_peer_drop_chain(zt_tls_peer_t *peer) {
   peer->chain_n = 0;
 }
 
+int zt_tls_peer_resume(zt_tls_peer_t *peer) {
+  if (peer->ticket.id == NULL) return -1;
+  free(peer->peer_id);
+  peer->peer_id = peer->ticket.id;
+  peer->ticket.id = NULL;
+  peer->not_after = peer->ticket.not_after;
+  memcpy(peer->serial, peer->ticket.serial, sizeof(peer->serial));
+  memcpy(peer->cert_sha256, peer->ticket.cert_sha256, sizeof(peer->cert_sha256));
+  peer->resumed = 1;
+  return 0;
+}
+
 void zt_tls_peer_free(zt_tls_peer_t *peer) {
   free(peer->peer_id);
+  free(peer->ticket.id);
   free(peer->chain);
   peer->peer_id = NULL;
+  peer->ticket.id = NULL;
   peer->chain = NULL;
 }
 
@@ -186,24 +209,29 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
     return WOLFSSL_TICKET_RET_FATAL;
   }
   if (enc) {
-    size_t idl = peer->peer_id ? strlen(peer->peer_id) : 0, sl = strlen(peer->serial);
+    /* wolfSSL issues tickets once the handshake is done: the peer is verified, by its
+     * certificate or, on a resumed session, by the ticket it resumed. */
+    int from_ticket = peer->peer_id == NULL && peer->ticket.id != NULL;
+    const char *pid = from_ticket ? peer->ticket.id : peer->peer_id;
+    const char *serial = from_ticket ? peer->ticket.serial : peer->serial;
+    size_t idl = pid ? strlen(pid) : 0, sl = strlen(serial);
     size_t app = 1 + 8 + 32 + 1 + sl + 2 + idl + 2;
     unsigned char *p = buf + in_len;
-    if (peer->peer_id == NULL || app > TICKET_APP_MAX) {
+    if (pid == NULL || app > TICKET_APP_MAX) {
       app = 1 + 2;                 /* no identity: this ticket will be refused */
       *p++ = 0;
     } else {
-      uint64_t na = (uint64_t)peer->not_after;
+      uint64_t na = (uint64_t)(from_ticket ? peer->ticket.not_after : peer->not_after);
       *p++ = 1;
       for (int i = 7; i >= 0; i--) *p++ = (unsigned char)(na >> (8 * i));
-      memcpy(p, peer->cert_sha256, 32);
+      memcpy(p, from_ticket ? peer->ticket.cert_sha256 : peer->cert_sha256, 32);
       p += 32;
       *p++ = (unsigned char)sl;
-      memcpy(p, peer->serial, sl);
+      memcpy(p, serial, sl);
       p += sl;
       *p++ = (unsigned char)(idl >> 8);
       *p++ = (unsigned char)idl;
-      memcpy(p, peer->peer_id, idl);
+      memcpy(p, pid, idl);
       p += idl;
     }
     *p++ = (unsigned char)(app >> 8);
@@ -218,8 +246,10 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
     *out_len = in_len + (int)app;
     return WOLFSSL_TICKET_RET_OK;
   }
-  /* Decrypt: a ticket of another key, or one that does not authenticate, is refused. */
-  if (memcmp(name, id->ticket_name, WOLFSSL_TICKET_NAME_SZ) != 0 ||
+  /* Decrypt: a ticket of another key, or one that does not authenticate, is refused,
+   * and so is every ticket on a listener with resumption off (the key is the
+   * identity's, shared by all listeners). */
+  if (!peer->tickets || memcmp(name, id->ticket_name, WOLFSSL_TICKET_NAME_SZ) != 0 ||
       wc_AesGcmDecrypt(&aes, buf, buf, (word32)in_len, iv, 12, mac, 16, name,
                        WOLFSSL_TICKET_NAME_SZ) != 0) {
     wc_AesFree(&aes);
@@ -237,13 +267,13 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
     p = buf + in_len - app;
     if (*p++ != 1 || app < 1 + 8 + 32 + 1 + 2 + 2) return WOLFSSL_TICKET_RET_REJECT;
     for (int i = 0; i < 8; i++) na = na << 8 | *p++;
-    memcpy(peer->cert_sha256, p, 32);
+    memcpy(peer->ticket.cert_sha256, p, 32);
     p += 32;
     sl = *p++;
-    if (1 + 8 + 32 + 1 + sl + 2 + 2 > app || sl >= sizeof(peer->serial))
+    if (1 + 8 + 32 + 1 + sl + 2 + 2 > app || sl >= sizeof(peer->ticket.serial))
       return WOLFSSL_TICKET_RET_REJECT;
-    memcpy(peer->serial, p, sl);
-    peer->serial[sl] = '\0';
+    memcpy(peer->ticket.serial, p, sl);
+    peer->ticket.serial[sl] = '\0';
     p += sl;
     idl = (size_t)p[0] << 8 | p[1];
     p += 2;
@@ -252,12 +282,13 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
         zt_spiffe_id_parse((const char *)p, idl, &sid, NULL) ||
         zt_bundle_set_find(id->set->bundles, sid.td, sid.td_len) < 0)
       return WOLFSSL_TICKET_RET_REJECT;
-    free(peer->peer_id);
-    if ((peer->peer_id = malloc(idl + 1)) == NULL) return WOLFSSL_TICKET_RET_REJECT;
-    memcpy(peer->peer_id, p, idl);
-    peer->peer_id[idl] = '\0';
-    peer->not_after = (int64_t)na;
-    peer->resumed = 1;
+    /* Not the peer's identity yet: wolfSSL checks the PSK binder after this, and
+     * anyone who saw the ClientHello can send the ticket. */
+    free(peer->ticket.id);
+    if ((peer->ticket.id = malloc(idl + 1)) == NULL) return WOLFSSL_TICKET_RET_REJECT;
+    memcpy(peer->ticket.id, p, idl);
+    peer->ticket.id[idl] = '\0';
+    peer->ticket.not_after = (int64_t)na;
     *out_len = in_len - (int)app;
   }
   return WOLFSSL_TICKET_RET_OK;
@@ -385,6 +416,7 @@ WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer,
   wolfSSL_SetIOReadCtx(ssl, peer);
   wolfSSL_SetIOWriteCtx(ssl, peer);
   if (server && !tickets) wolfSSL_no_ticket_TLSv13(ssl);
+  peer->tickets = server && tickets;
   wolfSSL_SetCertCbCtx(ssl, peer);
   peer->ident = id;
   if (wolfSSL_UseALPN(ssl, (char *)ZT_ALPN, sizeof(ZT_ALPN) - 1,

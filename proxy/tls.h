@@ -52,6 +52,13 @@ typedef struct {
   size_t chain_lens[ZT_SVID_CHAIN_MAX];    /* handshake (and after it, with CRLs) */
   size_t chain_n;
   int resumed;                             /* identity restored from a session ticket */
+  int tickets;                             /* server: this listener takes tickets */
+  struct {                                 /* who a session ticket says the peer is: */
+    char *id;                              /* taken (zt_tls_peer_resume) only once the */
+    int64_t not_after;                     /* handshake is done and resumed it, which */
+    char serial[65];                       /* the ticket alone does not prove */
+    unsigned char cert_sha256[32];
+  } ticket;
 } zt_tls_peer_t;
 
 void zt_tls_init(void);                    /* once per process */
@@ -74,9 +81,12 @@ WOLFSSL *zt_tls_new(zt_identity_t *id, int server, zt_tls_peer_t *peer,
 const char *zt_tls_failure_reason(WOLFSSL *ssl, int ret, const zt_tls_peer_t *peer);
 
 /* Verify the peer's kept chain again under identity id (its bundles and CRLs, now):
- * NULL when it still passes, else the reason ("revoked", "unknown_ca", ...). NULL too
- * when no chain was kept (a resumed session). */
+ * NULL when it still passes, else the reason ("revoked", "unknown_ca", ...). Without
+ * a chain (a resumed session, or CRLs not configured) only the peer's trust domain and
+ * expiry are checked. */
 const char *zt_tls_peer_reverify(const zt_identity_t *id, const zt_tls_peer_t *peer);
+/* The handshake resumed a session: the peer is who its ticket says. -1 if none. */
+int zt_tls_peer_resume(zt_tls_peer_t *peer);
 void zt_tls_peer_drop_chain(zt_tls_peer_t *peer);
 void zt_tls_peer_free(zt_tls_peer_t *peer);
 

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""A peer with valid material of the trust domain, arranged to slip past a check:
+
+- a revoked SVID sent with other CA certificates of the trust domain between it and its
+  issuer ([leaf, root, intermediate], [leaf, revoked intermediate, sibling intermediate],
+  [leaf revoked by the root, some intermediate]) is still refused as revoked;
+- an intermediate that an earlier peer's chain brought is not trusted afterwards: once
+  it has expired, a leaf it issued is refused when sent alone;
+- an inbound listener with `resumption: false` refuses a session ticket that another
+  listener of the same process issued, and asks for the certificate.
+
+Each refusal is checked at the app too: it sees no connection and no byte.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztlib  # noqa: E402
+from ztlib import CLIENT_ID, TD, check, check_eq, echo_roundtrip, safe_close  # noqa: E402
+
+ROOT_ID = "spiffe://%s" % TD
+
+
+def setup():
+    c = ztlib.mesh_setup()
+    pki = c.mesh.pki
+    c.ica1 = pki.issue(ROOT_ID, is_ca=True, ttl="2h", name="ica1")
+    c.ica2 = pki.issue(ROOT_ID, is_ca=True, ttl="2h", name="ica2")
+    c.leaf1 = pki.issue(CLIENT_ID, ca=c.ica1, name="leaf-under-ica1")
+    c.root_leaf = pki.issue(CLIENT_ID, name="leaf-under-root")
+    return c
+
+
+def teardown(c):
+    c.mesh.cleanup()
+
+
+def serial(cert_path):
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", cert_path],
+                         capture_output=True, text=True, timeout=10)
+    check(out.returncode == 0 and out.stdout.startswith("serial="),
+          "openssl x509 -serial: %r" % (out,))
+    return out.stdout.strip().split("=", 1)[1].lower()
+
+
+def crl(c, ca, serials, name):
+    path = c.mesh.ws.path(name + ".crl.pem")
+    args = ["identity", "revoke", "--ca-cert", ca[0], "--ca-key", ca[1], "--out", path]
+    for s in serials:
+        args += ["--serial", s]
+    r = ztlib.run_cli(args)
+    check(r.rc == 0 and os.path.exists(path), "identity revoke failed: %r" % r)
+    return path
+
+
+def chain_file(c, name, *certs):
+    """A certificate file holding exactly these certificates, in this order (each
+    issued file may hold its parents too: only its first certificate is taken)."""
+    path = c.mesh.ws.path(name + ".pem")
+    with open(path, "w") as f:
+        for cert in certs:
+            pem = open(cert).read()
+            end = pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
+            f.write(pem[:end] + "\n")
+    return path
+
+
+def refused(inp, app, cert, key, reasons, what):
+    """A TLS client presenting cert (a chain file) is refused with a tls_error of
+    reasons (a string or a tuple); the app behind inp sees nothing."""
+    reasons = (reasons,) if isinstance(reasons, str) else reasons
+    before = (app.connections, app.bytes_received)
+    raw = ztlib.connect(inp.port("in"))
+    local = raw.getsockname()[1]
+    try:
+        s = ztlib.client_context(cert, key, verify=False).wrap_socket(raw)
+    except OSError:                  # refused within the handshake
+        s = None
+    finally:
+        if s is None:
+            safe_close(raw)
+    if s is not None:
+        try:
+            s.sendall(b"a byte from a peer that should be refused\n")
+        except OSError:
+            pass
+        how, data = ztlib.wait_closed(s, timeout=5)
+        safe_close(s)
+        check(how != "timeout", "%s: the connection stayed open" % what)
+        check_eq(data, b"", "%s: bytes the client got back" % what)
+    r = inp.wait_record(ztlib.by_src_port(local), what="%s: its record" % what)
+    check(r["tls_error"] in reasons, "%s: tls_error %r, not one of %s"
+          % (what, r["tls_error"], reasons))
+    check_eq(r["close_reason"], "handshake_failed", "%s: close_reason" % what)
+    time.sleep(0.2)
+    check_eq((app.connections, app.bytes_received), before,
+             "%s: (connections, bytes) at the app" % what)
+
+
+def accepted(inp, cert, key, what):
+    port, s = ztlib.tls_connect(inp.port("in"), cert, key, verify=False)
+    try:
+        echo_roundtrip(s, b"%s\n" % what.encode())
+    finally:
+        safe_close(s)
+    return port
+
+
+def case_revoked_leaf_reordered_chain(c):
+    """ica1's CRL revokes leaf1: refused in order, and with the root sent between them."""
+    crl_path = crl(c, c.ica1, [serial(c.leaf1[0])], "ica1-revokes-leaf1")
+    ident = dict(c.mesh.server, crl=[crl_path])
+    with ztlib.EchoServer() as app:
+        with c.mesh.inbound_proxy(app.port, identity=ident) as inp:
+            key = c.leaf1[1]
+            refused(inp, app, chain_file(c, "l1-ica1", c.leaf1[0], c.ica1[0]), key,
+                    "revoked", "[leaf, ica1]")
+            refused(inp, app, chain_file(c, "l1-root-ica1", c.leaf1[0], c.mesh.pki.ca_cert,
+                                         c.ica1[0]), key,
+                    "revoked", "[leaf, root, ica1]")
+            refused(inp, app, chain_file(c, "l1-ica2-ica1", c.leaf1[0], c.ica2[0],
+                                         c.ica1[0]), key,
+                    "revoked", "[leaf, ica2, ica1]")
+            # control: an SVID of the same intermediate that is not revoked passes
+            other = c.mesh.pki.issue(CLIENT_ID, ca=c.ica1, name="leaf-under-ica1-ok")
+            accepted(inp, chain_file(c, "ok-ica1", other[0], c.ica1[0]), other[1],
+                     "not revoked")
+
+
+def case_revoked_intermediate_behind_sibling(c):
+    """The root's CRL revokes ica1: a leaf of ica1 is refused, also when ica2 follows."""
+    crl_path = crl(c, (c.mesh.pki.ca_cert, c.mesh.pki.ca_key), [serial(c.ica1[0])],
+                   "root-revokes-ica1")
+    ident = dict(c.mesh.server, crl=[crl_path])
+    with ztlib.EchoServer() as app:
+        with c.mesh.inbound_proxy(app.port, identity=ident) as inp:
+            key = c.leaf1[1]
+            refused(inp, app, chain_file(c, "b-l1-ica1", c.leaf1[0], c.ica1[0]), key,
+                    "revoked", "[leaf, revoked ica1]")
+            refused(inp, app, chain_file(c, "b-l1-ica1-ica2", c.leaf1[0], c.ica1[0],
+                                         c.ica2[0]), key,
+                    "revoked", "[leaf, revoked ica1, ica2]")
+
+
+def case_root_revoked_leaf_with_extra_intermediate(c):
+    """The root's CRL revokes a leaf it issued: refused alone and with ica2 after it."""
+    crl_path = crl(c, (c.mesh.pki.ca_cert, c.mesh.pki.ca_key), [serial(c.root_leaf[0])],
+                   "root-revokes-leaf")
+    ident = dict(c.mesh.server, crl=[crl_path])
+    with ztlib.EchoServer() as app:
+        with c.mesh.inbound_proxy(app.port, identity=ident) as inp:
+            key = c.root_leaf[1]
+            refused(inp, app, chain_file(c, "c-leaf", c.root_leaf[0]), key,
+                    "revoked", "[revoked leaf]")
+            refused(inp, app, chain_file(c, "c-leaf-ica2", c.root_leaf[0], c.ica2[0]), key,
+                    "revoked", "[revoked leaf, ica2]")
+
+
+def case_intermediate_not_remembered(c):
+    """A short-lived intermediate, presented once while valid, does not vouch for its
+    leaf sent alone after it has expired (nor before: it was never a root)."""
+    pki = c.mesh.pki
+    born = time.time()
+    # 40 s counted from notBefore, which `identity issue` sets 30 s back: 10 s left
+    short = pki.issue(ROOT_ID, is_ca=True, ttl="40s", name="ica-short")
+    leaf = pki.issue(CLIENT_ID, ca=short, name="leaf-under-short")
+    with ztlib.EchoServer() as app:
+        with c.mesh.inbound_proxy(app.port) as inp:
+            accepted(inp, chain_file(c, "short-full", leaf[0], short[0]), leaf[1],
+                     "leaf and its intermediate")
+            refused(inp, app, chain_file(c, "short-alone-1", leaf[0]), leaf[1],
+                    "unknown_ca", "leaf alone, intermediate still valid")
+            time.sleep(max(0.0, born + 11.0 - time.time()))
+            refused(inp, app, chain_file(c, "short-full-2", leaf[0], short[0]), leaf[1],
+                    "expired", "leaf and its expired intermediate")
+            refused(inp, app, chain_file(c, "short-alone-2", leaf[0]), leaf[1],
+                    ("unknown_ca", "expired"), "leaf alone, intermediate expired")
+
+
+def case_ticket_refused_where_resumption_off(c):
+    """Listeners a (resumption on) and b (off) in one process: a's ticket resumes at a,
+    and at b it is refused, so that b asks for the certificate again."""
+    with ztlib.EchoServer() as app:
+        ppath = c.mesh.policy_file(c.mesh.allow_client_policy(app.port), "tickets-policy")
+        cfg = {"identity": c.mesh.server,
+               "listeners": [ztlib.inbound("a", ztlib.free_port(), app.port, ppath),
+                             ztlib.inbound("b", ztlib.free_port(), app.port, ppath,
+                                           resumption=False)]}
+        with ztlib.Proxy(c.mesh.ws.dir, cfg, name="tickets") as p:
+            cl = c.mesh.client
+            ctx = ztlib.client_context(cl["cert"], cl["key"], c.mesh.pki.ca_cert)
+
+            def connect(listener, session=None):
+                raw = ztlib.connect(p.port(listener))
+                s = ctx.wrap_socket(raw, session=session)
+                echo_roundtrip(s, b"via %s\n" % listener.encode())   # the ticket came
+                return s
+
+            s = connect("a")
+            sess = s.session
+            safe_close(s)
+            check(sess is not None and sess.has_ticket, "listener a issued no ticket")
+            s = connect("a", sess)
+            check(s.session_reused, "a did not resume its own ticket (control)")
+            safe_close(s)
+            s = connect("b", sess)
+            try:
+                check(not s.session_reused, "b (resumption: false) resumed a's ticket")
+            finally:
+                safe_close(s)
+            recs = p.wait_records(3, what="three records")
+            b = [r for r in recs if r["listener"] == "b"]
+            check_eq(len(b), 1, "records of listener b")
+            check_eq(b[0]["tls_resumed"], False, "tls_resumed at b")
+            check_eq(b[0]["peer_id"], CLIENT_ID, "peer_id at b (from the certificate)")
+
+
+CASES = [
+    ("revoked_leaf_reordered_chain", case_revoked_leaf_reordered_chain),
+    ("revoked_intermediate_behind_sibling", case_revoked_intermediate_behind_sibling),
+    ("root_revoked_leaf_with_extra_intermediate",
+     case_root_revoked_leaf_with_extra_intermediate),
+    ("intermediate_not_remembered", case_intermediate_not_remembered),
+    ("ticket_refused_where_resumption_off", case_ticket_refused_where_resumption_off),
+]
+
+if __name__ == "__main__":
+    ztlib.run_cases("test_chain_tricks", CASES, setup=setup, teardown=teardown)
