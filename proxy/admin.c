@@ -2,10 +2,13 @@
  *
  * A small HTTP/1.1 server parsed with llhttp: one request per connection (the reply
  * says Connection: close), requests bounded at 8 KiB (431 past it), 400 for anything
- * llhttp refuses, 404 for unknown paths, 405 for methods other than GET; at most
- * CLIENTS_MAX clients at once (the admin port is loopback-only, but still). It runs on
- * the main thread's loop; reading the workers' counters takes no lock (metrics.h),
- * and /connections asks each worker for its list through its async handle.
+ * llhttp refuses, 404 for unknown paths, 405 for methods other than GET. At most
+ * CLIENTS_MAX clients at once, each for CLIENT_TIMEOUT_MS at most from accept to close
+ * (a client that sends nothing cannot hold a slot for long, and when all are taken
+ * the oldest that has not sent a whole request makes way, so that probes get
+ * through). It runs on the main thread's loop; reading the workers' counters takes no
+ * lock (metrics.h), and /connections asks each worker for its list through its async
+ * handle; meanwhile the client's further bytes are not read.
  */
 #include "admin.h"
 
@@ -23,7 +26,8 @@
 
 #define REQ_MAX 8192
 #define URL_MAX 1024
-#define CLIENTS_MAX 64      /* concurrent admin clients; more are closed at once */
+#define CLIENTS_MAX 64      /* concurrent admin clients */
+#define CLIENT_TIMEOUT_MS 10000
 
 typedef struct client {
   uv_tcp_t tcp;
@@ -35,7 +39,9 @@ typedef struct client {
   size_t len;
   char url[URL_MAX];
   size_t url_len;
-  int done, url_too_long;
+  int done, url_too_long;        /* done: a request was answered or is being */
+  int lingering;                 /* the answer has gone: only EOF is awaited */
+  uint64_t start_ms;
   uv_write_t wreq;
   uv_shutdown_t sreq;
   size_t discarded;
@@ -44,6 +50,8 @@ typedef struct client {
 
 struct zt_admin {
   uv_tcp_t tcp;
+  uv_timer_t sweep;             /* closes clients past CLIENT_TIMEOUT_MS */
+  int handles;                  /* tcp and sweep, until both are closed */
   zt_server_t *srv;
   llhttp_settings_t settings;
   client_t *waiting;
@@ -51,16 +59,30 @@ struct zt_admin {
   size_t n_clients;
 };
 
-static void free_admin(uv_handle_t *h) { free(h->data); }
+static void free_admin(uv_handle_t *h) {
+  zt_admin_t *a = h->data;
+  if (--a->handles == 0) free(a);
+}
 
 static void on_client_closed(uv_handle_t *h) {
   client_t *c = h->data;
+  client_t **w;
   if (c->prev) c->prev->next = c->next;
   else c->a->clients = c->next;
   if (c->next) c->next->prev = c->prev;
+  for (w = &c->a->waiting; *w; w = &(*w)->next_wait)   /* gone before its answer */
+    if (*w == c) {
+      *w = c->next_wait;
+      break;
+    }
   c->a->n_clients--;
   free(c->out);
   free(c);
+}
+
+static void close_client(client_t *c) {
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, on_client_closed);
 }
 
 /* After the reply: FIN, then read and drop what the client still sends (a rejected
@@ -82,6 +104,7 @@ static void on_discard(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   client_t *c = req->data;
+  c->lingering = 1;
   if (status < 0 || uv_read_start((uv_stream_t *)&c->tcp, on_discard_alloc, on_discard))
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
       uv_close((uv_handle_t *)&c->tcp, on_client_closed);
@@ -140,16 +163,22 @@ static void reply_sbuf(client_t *c, const char *ctype, zt_sbuf_t *b) {
 static void do_metrics(client_t *c) {
   zt_server_t *srv = c->a->srv;
   zt_metrics_view_t v;
-  const char *names[64];
-  zt_worker_metrics_t *wm[256];
+  const char **names = calloc(srv->cfg->n_listeners + 1, sizeof(*names));
+  zt_worker_metrics_t **wm = calloc(srv->n_workers + 1, sizeof(*wm));
   char *text;
   size_t len, i;
 
+  if (names == NULL || wm == NULL) {
+    free(names);
+    free(wm);
+    reply_text(c, 500, "out of memory\n");
+    return;
+  }
   memset(&v, 0, sizeof(v));
-  v.n_listeners = srv->cfg->n_listeners < 64 ? srv->cfg->n_listeners : 64;
+  v.n_listeners = srv->cfg->n_listeners;
   for (i = 0; i < v.n_listeners; i++) names[i] = srv->cfg->listeners[i].name;
   v.listener_names = names;
-  v.n_workers = srv->n_workers < 256 ? srv->n_workers : 256;
+  v.n_workers = srv->n_workers;
   for (i = 0; i < v.n_workers; i++) wm[i] = &srv->workers[i].metrics;
   v.workers = wm;
   v.svid_expiry = (double)srv->ident->not_after;
@@ -158,6 +187,8 @@ static void do_metrics(client_t *c) {
   for (int w = 0; w < 2; w++)
     for (int r = 0; r < 2; r++) v.reloads[w][r] = atomic_load(&srv->reloads[w][r]);
   text = zt_metrics_render(&v, &len);
+  free(names);
+  free(wm);
   if (text == NULL) {
     reply_text(c, 500, "out of memory\n");
     return;
@@ -290,6 +321,8 @@ static void do_connections(client_t *c) {
     reply_text(c, 503, "draining\n");
     return;
   }
+  c->done = 1;                  /* nothing more is read until the answer */
+  uv_read_stop((uv_stream_t *)&c->tcp);
   c->next_wait = c->a->waiting;
   c->a->waiting = c;
   if (c->next_wait == NULL) zt_server_request_dump(srv);  /* else one is in flight */
@@ -385,18 +418,34 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+static void on_sweep(uv_timer_t *t) {
+  zt_admin_t *a = t->data;
+  uint64_t now = uv_now(t->loop);
+  for (client_t *c = a->clients; c; c = c->next)
+    if (now - c->start_ms >= CLIENT_TIMEOUT_MS) close_client(c);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   zt_admin_t *a = server->data;
   client_t *c;
   if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL) return;
+  if (a->n_clients >= CLIENTS_MAX) {
+    /* Full: the oldest client still to send a whole request, or already answered,
+     * makes way (the newest is at the head of the list). */
+    client_t *old = NULL;
+    for (client_t *o = a->clients; o; o = o->next)
+      if ((!o->done || o->lingering) && !uv_is_closing((uv_handle_t *)&o->tcp)) old = o;
+    if (old) close_client(old);
+  }
   c->a = a;
+  c->start_ms = uv_now(server->loop);
   c->next = a->clients;
   if (a->clients) a->clients->prev = c;
   a->clients = c;
   a->n_clients++;
   uv_tcp_init(server->loop, &c->tcp);
   c->tcp.data = c;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || a->n_clients > CLIENTS_MAX) {
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || a->n_clients > 2 * CLIENTS_MAX) {
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
     return;
   }
@@ -415,14 +464,19 @@ int zt_admin_start(zt_admin_t **out, uv_loop_t *loop, zt_server_t *srv, zt_error
   a->settings.on_url = on_url;
   a->settings.on_message_complete = on_message_complete;
   uv_tcp_init(loop, &a->tcp);
-  a->tcp.data = a;
+  uv_timer_init(loop, &a->sweep);
+  a->tcp.data = a->sweep.data = a;
+  a->handles = 2;
   if ((r = uv_tcp_bind(&a->tcp, (const struct sockaddr *)&addr->ss, 0)) < 0 ||
       (r = uv_listen((uv_stream_t *)&a->tcp, 64, on_connection)) < 0) {
     zt_error_set(err, NULL, 0, 0, "admin: cannot listen on %s: %s", addr->str,
                  uv_strerror(r));
     uv_close((uv_handle_t *)&a->tcp, free_admin);
+    uv_close((uv_handle_t *)&a->sweep, free_admin);
     return -1;
   }
+  uv_timer_start(&a->sweep, on_sweep, 1000, 1000);
+  uv_unref((uv_handle_t *)&a->sweep);
   *out = a;
   return 0;
 }
@@ -434,8 +488,7 @@ void zt_admin_stop(zt_admin_t *a) {
     next = c->next_wait;
     reply_text(c, 503, "draining\n");
   }
-  for (c = a->clients; c; c = c->next)
-    if (!uv_is_closing((uv_handle_t *)&c->tcp))
-      uv_close((uv_handle_t *)&c->tcp, on_client_closed);
+  for (c = a->clients; c; c = c->next) close_client(c);
   uv_close((uv_handle_t *)&a->tcp, free_admin);
+  uv_close((uv_handle_t *)&a->sweep, free_admin);
 }

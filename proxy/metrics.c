@@ -199,6 +199,7 @@ static void render_series(sbuf_t *b, const zt_metrics_view_t *v, size_t table_of
     }
   }
   for (size_t r = 0; r < nrows; r++) {
+    if (rows[r].l >= v->n_listeners) continue;
     for (int d = 0; d < 2; d++) {
       if (rows[r].n[d] == 0) continue;
       put(b, "%s{listener=\"", name);

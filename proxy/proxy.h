@@ -116,6 +116,7 @@ struct zt_server {
   zt_listener_t *listeners;
   zt_worker_t *workers;
   unsigned n_workers;
+  unsigned n_started;            /* worker threads started (their handles exist) */
   uv_sem_t started;
   atomic_int drain_requested;
   double start_time;            /* unix seconds */

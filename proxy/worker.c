@@ -294,7 +294,7 @@ static void worker_main(void *arg) {
 
 static void request_drain(zt_server_t *srv) {
   atomic_store(&srv->drain_requested, 1);
-  for (unsigned i = 0; i < srv->n_workers; i++) uv_async_send(&srv->workers[i].wake);
+  for (unsigned i = 0; i < srv->n_started; i++) uv_async_send(&srv->workers[i].wake);
 }
 
 void zt_server_set_policy(zt_server_t *srv, size_t li, zt_policy_t *p) {
@@ -321,8 +321,8 @@ void zt_server_set_identity(zt_server_t *srv, zt_identity_t *id) {
 }
 
 void zt_server_request_dump(zt_server_t *srv) {
-  atomic_store(&srv->dumps_left, (int)srv->n_workers);
-  for (unsigned i = 0; i < srv->n_workers; i++) {
+  atomic_store(&srv->dumps_left, (int)srv->n_started);
+  for (unsigned i = 0; i < srv->n_started; i++) {
     atomic_store(&srv->workers[i].dump_pending, 1);
     uv_async_send(&srv->workers[i].wake);
   }
@@ -462,6 +462,7 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
     started++;
   }
   for (i = 0; i < started; i++) uv_sem_wait(&srv.started);
+  srv.n_started = started;
   for (i = 0; i < started; i++) failed |= srv.workers[i].bind_error < 0;
 
   uv_signal_init(&loop, &m.term);

@@ -9,6 +9,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -321,6 +322,83 @@ def case_peer_series_capped(c):
             check(any('peer_id="other"' in x for x in series), "an other bucket")
 
 
+def case_admin_survives_abusive_clients(c):
+    """Clients that go away while /connections is being gathered, that send more after
+    it, or that hold sockets open doing nothing: the admin server stays up and answers
+    the next request at once, and closes an idle client within its 10 s."""
+    aport = free_port()
+    with ztlib.EchoServer() as app:
+        with c.mesh.inbound_proxy(app.port, cfg_extra=admin_cfg(aport)) as inp:
+            lone = connect(aport)                  # sends nothing at all
+            opened = time.monotonic()
+            for _ in range(3):                     # ask, then leave before the answer
+                s = connect(aport)
+                s.sendall(b"GET /connections HTTP/1.1\r\nHost: x\r\n\r\n")
+                safe_close(s)
+            for tail in (b"G", b"GET /connections HTTP/1.1\r\n\r\n"):
+                out = raw_http(aport, b"GET /connections HTTP/1.1\r\nHost: x\r\n\r\n"
+                               + tail)            # more bytes after one whole request
+                check_eq(out.count("HTTP/1.1 "), 1, "answers to one connection")
+                check(out.startswith("HTTP/1.1 200"), "/connections answered: %r" % out[:80])
+            check_eq(http_get(aport, "/healthz")[0], 200, "/healthz after those")
+            check(inp.alive(), "ztproxy still running")
+            how, _ = ztlib.wait_closed(lone, timeout=max(0.5, opened + 12 - time.monotonic()))
+            safe_close(lone)
+            check(how != "timeout", "an idle admin client was not closed within 12 s")
+            check(time.monotonic() - opened > 9, "an idle admin client closed before 10 s")
+            idle = [connect(aport) for _ in range(80)]   # more than the 64 slots
+            try:
+                check_eq(http_get(aport, "/ready"), (200, "ready\n"),
+                         "/ready while 80 idle clients are connected")
+            finally:
+                for s2 in idle:
+                    safe_close(s2)
+
+
+def case_metrics_with_many_listeners(c):
+    """70 listeners: the series of the last one (an inbound, after 69 outbounds) show
+    in /metrics."""
+    aport = free_port()
+    with ztlib.EchoServer() as app:
+        ppath = c.mesh.policy_file(c.mesh.allow_client_policy(app.port), "many-policy")
+        listeners = [ztlib.outbound("out%d" % i, free_port(), app.port) for i in range(69)]
+        listeners.append(ztlib.inbound("in_last", free_port(), app.port, ppath))
+        cfg = {"identity": c.mesh.server, "listeners": listeners}
+        cfg.update(admin_cfg(aport))
+        with ztlib.Proxy(c.mesh.ws.dir, cfg, name="many") as p:
+            cl = c.mesh.client
+            _, t = ztlib.tls_connect(p.port("in_last"), cl["cert"], cl["key"],
+                                     c.mesh.pki.ca_cert)
+            try:
+                echo_roundtrip(t, b"to the 70th listener\n")
+            finally:
+                safe_close(t)
+            status, body = http_get(aport, "/metrics")
+            check_eq(status, 200, "/metrics")
+            check('ztproxy_policy_decisions_total{listener="in_last",rule="web-to-api",'
+                  'decision="allow"} 1' in body,
+                  "the 70th listener's decision series: %r"
+                  % [x for x in body.splitlines() if "in_last" in x][:5])
+
+
+def case_admin_port_taken_exits_1(c):
+    """The admin port is in use: ztproxy run says so and exits 1 (no crash)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        cfg = {"identity": c.mesh.client,
+               "admin": {"listen": "127.0.0.1:%d" % holder.getsockname()[1]},
+               "listeners": [ztlib.outbound("out", free_port(), free_port())]}
+        path = ztlib.write_config(c.mesh.ws.path("admin-taken.yaml"), cfg)
+        r = ztlib.run_cli(["run", "-c", path], timeout=20)
+        check_eq(r.rc, 1, "exit status (stderr: %s)" % r.err[-300:])
+        check("admin: cannot listen" in r.err and "address already in use" in r.err,
+              "the reason on stderr: %r" % r.err[-300:])
+    finally:
+        holder.close()
+
+
 CASES = [
     ("exact_counters_after_known_traffic", case_exact_counters_after_known_traffic),
     ("admin_endpoints", case_admin_endpoints),
@@ -329,6 +407,9 @@ CASES = [
     ("ready_503_during_drain", case_ready_503_during_drain),
     ("ready_503_when_svid_expired", case_ready_503_when_svid_expired),
     ("peer_series_capped", case_peer_series_capped),
+    ("admin_survives_abusive_clients", case_admin_survives_abusive_clients),
+    ("metrics_with_many_listeners", case_metrics_with_many_listeners),
+    ("admin_port_taken_exits_1", case_admin_port_taken_exits_1),
 ]
 
 if __name__ == "__main__":
