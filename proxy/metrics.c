@@ -165,37 +165,57 @@ static void render_hist(sbuf_t *b, const zt_metrics_view_t *v, const char *name,
 }
 
 /* Sum one named series over workers; with cap, keys past cap distinct ones fold into
- * "other" so the exposition stays bounded whatever the workers saw together. */
+ * "other" so the exposition stays bounded whatever the workers saw together. The rows
+ * are found through a hash of (listener, key): a scrape costs time linear in the
+ * workers' table slots, up to admin.max_peer_series of them each. */
+typedef struct { const char *key; uint32_t l; uint64_t n[2]; } row_t;
+#define ROW_NONE UINT32_MAX
+
+static uint32_t *row_slot(row_t *rows, uint32_t *idx, size_t mask, uint32_t l,
+                          const char *k) {
+  uint64_t h = 1469598103934665603ull ^ l;     /* FNV-1a over the listener, then key */
+  for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  for (size_t i = (size_t)h & mask;; i = (i + 1) & mask)
+    if (idx[i] == ROW_NONE || (rows[idx[i]].l == l && strcmp(rows[idx[i]].key, k) == 0))
+      return &idx[i];
+}
+
 static void render_series(sbuf_t *b, const zt_metrics_view_t *v, size_t table_off,
                           const char *name, const char *key_label, size_t cap) {
-  typedef struct { const char *key; uint32_t l; uint64_t n[2]; } row_t;
-  size_t nrows = 0, maxrows = 0;
+  size_t nrows = 0, maxrows = 0, hcap = 16;
   row_t *rows;
+  uint32_t *idx;
   for (size_t w = 0; w < v->n_workers; w++)
     maxrows += ((const zt_series_table_t *)((const char *)v->workers[w] + table_off))->cap;
-  rows = calloc(maxrows + v->n_listeners + 1, sizeof(*rows));
-  if (rows == NULL) return;
+  maxrows += v->n_listeners + 1;
+  while (hcap < 2 * maxrows) hcap <<= 1;
+  rows = calloc(maxrows, sizeof(*rows));
+  idx = malloc(hcap * sizeof(*idx));
+  if (rows == NULL || idx == NULL || maxrows >= ROW_NONE) {
+    free(rows);
+    free(idx);
+    return;
+  }
+  memset(idx, 0xff, hcap * sizeof(*idx));
   for (size_t w = 0; w < v->n_workers; w++) {
     const zt_series_table_t *t =
         (const zt_series_table_t *)((const char *)v->workers[w] + table_off);
     for (size_t i = 0; i < t->cap; i++) {
       const char *k = atomic_load_explicit(&t->slots[i].key, memory_order_acquire);
-      size_t r;
+      uint32_t l = t->slots[i].listener, *slot;
       if (k == NULL) continue;
-      for (r = 0; r < nrows; r++)
-        if (rows[r].l == t->slots[i].listener && strcmp(rows[r].key, k) == 0) break;
-      if (r == nrows) {
-        if (nrows >= cap) {   /* fold into this listener's "other" */
-          for (r = 0; r < nrows; r++)
-            if (rows[r].l == t->slots[i].listener && strcmp(rows[r].key, "other") == 0)
-              break;
-          if (r == nrows) rows[nrows++] = (row_t){"other", t->slots[i].listener, {0, 0}};
-        } else {
-          rows[nrows++] = (row_t){k, t->slots[i].listener, {0, 0}};
-        }
+      slot = row_slot(rows, idx, hcap - 1, l, k);
+      if (*slot == ROW_NONE && nrows >= cap) {   /* fold into this listener's "other" */
+        k = "other";
+        slot = row_slot(rows, idx, hcap - 1, l, k);
       }
-      rows[r].n[0] += zt_counter_read(&t->slots[i].n[0]);
-      rows[r].n[1] += zt_counter_read(&t->slots[i].n[1]);
+      if (*slot == ROW_NONE) {
+        rows[nrows] = (row_t){k, l, {0, 0}};
+        *slot = (uint32_t)nrows++;
+      }
+      rows[*slot].n[0] += zt_counter_read(&t->slots[i].n[0]);
+      rows[*slot].n[1] += zt_counter_read(&t->slots[i].n[1]);
     }
   }
   for (size_t r = 0; r < nrows; r++) {
@@ -211,6 +231,7 @@ static void render_series(sbuf_t *b, const zt_metrics_view_t *v, size_t table_of
     }
   }
   free(rows);
+  free(idx);
 }
 
 static void render_process(sbuf_t *b, const zt_metrics_view_t *v) {

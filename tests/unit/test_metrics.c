@@ -66,6 +66,38 @@ ZT_TEST(series_sum_over_workers_and_fold_past_the_cap) {
   zt_metrics_worker_free(&b);
 }
 
+ZT_TEST(many_series_over_two_listeners_and_two_workers_sum_exactly) {
+  /* 2 x 20,000 series with half the keys shared between the workers: each row is
+   * found again by (listener, key), whichever worker holds it. */
+  zt_worker_metrics_t a, b;
+  const char *names[] = {"l0", "l1"};
+  zt_worker_metrics_t *ws[] = {&a, &b};
+  zt_metrics_view_t v = {.listener_names = names, .n_listeners = 2, .workers = ws,
+                         .n_workers = 2, .version = "t"};
+  char id[64], line[160], *text;
+  size_t len;
+  ZT_ASSERT(zt_metrics_worker_init(&a, 2, 40000) == 0);
+  ZT_ASSERT(zt_metrics_worker_init(&b, 2, 40000) == 0);
+  for (int i = 0; i < 20000; i++) {
+    snprintf(id, sizeof(id), "spiffe://t/w/%d", i);
+    zt_metrics_series_count(&a.peers, (uint32_t)(i & 1), id, 0);
+    if (i % 2 == 0) zt_metrics_series_count(&b.peers, 0, id, 0);
+  }
+  text = zt_metrics_render(&v, &len);
+  ZT_ASSERT(text != NULL);
+  ZT_ASSERT(count_lines_with(text, "ztproxy_peer_connections_total{") == 20000);
+  snprintf(line, sizeof(line), "{listener=\"l0\",peer_id=\"spiffe://t/w/19998\","
+                               "decision=\"allow\"} 2\n");
+  ZT_ASSERT(strstr(text, line) != NULL);
+  snprintf(line, sizeof(line), "{listener=\"l1\",peer_id=\"spiffe://t/w/19999\","
+                               "decision=\"allow\"} 1\n");
+  ZT_ASSERT(strstr(text, line) != NULL);
+  ZT_ASSERT(strstr(text, "peer_id=\"other\",") == NULL);
+  free(text);
+  zt_metrics_worker_free(&a);
+  zt_metrics_worker_free(&b);
+}
+
 ZT_TEST(label_values_are_escaped) {
   zt_worker_metrics_t m;
   zt_worker_metrics_t *ws[] = {&m};
@@ -123,6 +155,7 @@ ZT_TEST(json_strings_are_escaped) {
 
 ZT_TEST_MAIN(ZT_RUN(peer_series_are_capped_with_an_other_bucket),
              ZT_RUN(series_sum_over_workers_and_fold_past_the_cap),
+             ZT_RUN(many_series_over_two_listeners_and_two_workers_sum_exactly),
              ZT_RUN(label_values_are_escaped), ZT_RUN(histogram_buckets_are_cumulative),
              ZT_RUN(a_full_access_log_ring_drops_and_counts),
              ZT_RUN(json_strings_are_escaped))
