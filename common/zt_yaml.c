@@ -7,33 +7,160 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Beyond this a "configuration" is a mistake (or /dev/zero), not something to parse. */
+#define MAX_FILE_BYTES (16u << 20)
+
+/* The whole file, so that a reader error's byte offset can be turned into a position. */
+static int read_all(const char *file, unsigned char **out, size_t *len, zt_error_t *err) {
+  FILE *f = fopen(file, "rb");
+  unsigned char *buf = NULL, *nb;
+  size_t n = 0, cap = 0, got;
+
+  if (f == NULL) return zt_error_set(err, file, 0, 0, "cannot open: %s", strerror(errno));
+  do {
+    if (n == cap) {
+      if (cap > MAX_FILE_BYTES) {
+        zt_error_set(err, file, 0, 0, "larger than %u MiB", MAX_FILE_BYTES >> 20);
+        goto fail;
+      }
+      cap = cap ? cap * 2 : 8192;
+      if (cap > MAX_FILE_BYTES) cap = MAX_FILE_BYTES + 1;   /* one byte too many tells */
+      if ((nb = realloc(buf, cap)) == NULL) {
+        zt_error_set(err, file, 0, 0, "out of memory");
+        goto fail;
+      }
+      buf = nb;
+    }
+    got = fread(buf + n, 1, cap - n, f);
+    n += got;
+  } while (got > 0);
+  if (ferror(f)) {
+    zt_error_set(err, file, 0, 0, "cannot read: %s", strerror(errno));
+    goto fail;
+  }
+  fclose(f);
+  *out = buf;
+  *len = n;
+  return 0;
+
+fail:
+  free(buf);
+  fclose(f);
+  return -1;
+}
+
+/* The code point at s[i] and its width in bytes; utf16 is 0 (UTF-8), 1 (UTF-16LE) or
+ * 2 (UTF-16BE). Only line breaks need the exact value: others may come back partial. */
+static uint32_t char_at(const unsigned char *s, size_t len, size_t i, int utf16,
+                        size_t *w) {
+  uint32_t c;
+  if (utf16) {
+    if (i + 1 >= len) { *w = len - i; return 0; }
+    c = utf16 == 1 ? (uint32_t)s[i] | (uint32_t)s[i + 1] << 8
+                   : (uint32_t)s[i] << 8 | (uint32_t)s[i + 1];
+    *w = c >= 0xD800 && c <= 0xDBFF ? 4 : 2;     /* a surrogate pair is one character */
+    return c;
+  }
+  c = s[i];
+  *w = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+  if (*w == 2 && i + 1 < len) return (c & 0x1F) << 6 | (s[i + 1] & 0x3Fu);
+  if (*w == 3 && i + 2 < len)
+    return (c & 0x0F) << 12 | (s[i + 1] & 0x3Fu) << 6 | (s[i + 2] & 0x3Fu);
+  return c;
+}
+
+/* 1-based line:column of byte offset off in s, counted as libyaml counts its marks:
+ * columns in characters, the BOM in none, CR LF, CR, LF, NEL, LS and PS one line break
+ * each. libyaml takes UTF-16 by its BOM and UTF-8 otherwise, and reports a reader error
+ * at the first bad character, so everything before off is well formed. */
+static void offset_position(const unsigned char *s, size_t len, size_t off, int *line,
+                            int *col) {
+  size_t i = 0, w;
+  int utf16 = 0;
+  uint32_t c;
+
+  if (len >= 2 && s[0] == 0xFF && s[1] == 0xFE) { utf16 = 1; i = 2; }
+  else if (len >= 2 && s[0] == 0xFE && s[1] == 0xFF) { utf16 = 2; i = 2; }
+  else if (len >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF) i = 3;
+  *line = 1;
+  *col = 1;
+  while (i < off && i < len) {
+    c = char_at(s, len, i, utf16, &w);
+    if (i + w > off) break;       /* off is inside this character: it is the bad one */
+    i += w;
+    if (c == '\r' && i < len && char_at(s, len, i, utf16, &w) == '\n') continue;
+    if (c == '\n' || c == '\r' || c == 0x85 || c == 0x2028 || c == 0x2029) {
+      (*line)++;
+      *col = 1;
+    } else {
+      (*col)++;
+    }
+  }
+}
+
+/* Fill err from the parser's error: the problem's mark, or for a reader error (bad
+ * encoding, control characters), which has no mark, the position of its byte offset.
+ * note ("" or " (...)") ends the message. */
+static int parse_fail(yaml_parser_t *parser, const char *file, const unsigned char *text,
+                      size_t len, const char *note, zt_error_t *err) {
+  int line = (int)parser->problem_mark.line + 1, col = (int)parser->problem_mark.column + 1;
+  const char *problem = parser->problem ? parser->problem : "unknown";
+
+  if (parser->error == YAML_MEMORY_ERROR) return zt_error_set(err, file, 0, 0, "out of memory");
+  if (parser->error == YAML_READER_ERROR) {
+    offset_position(text, len, parser->problem_offset, &line, &col);
+    if (parser->problem_value >= 0)
+      return zt_error_set(err, file, line, col, "YAML syntax error: %s (0x%02X)%s", problem,
+                          (unsigned)parser->problem_value, note);
+  }
+  return zt_error_set(err, file, line, col, "YAML syntax error: %s%s%s%s", problem,
+                      parser->context ? " " : "", parser->context ? parser->context : "",
+                      note);
+}
+
 int zt_yaml_load(zt_yaml_t *y, const char *file, zt_error_t *err) {
   yaml_parser_t parser;
-  FILE *f;
+  yaml_document_t next;
+  unsigned char *text = NULL;
+  size_t len = 0;
+  int rc = -1;
 
   memset(y, 0, sizeof(*y));
   y->file = file;
-  f = fopen(file, "rb");
-  if (f == NULL)
-    return zt_error_set(err, file, 0, 0, "cannot open: %s", strerror(errno));
+  if (read_all(file, &text, &len, err)) return -1;
   if (!yaml_parser_initialize(&parser)) {
-    fclose(f);
+    free(text);
     return zt_error_set(err, file, 0, 0, "out of memory");
   }
-  yaml_parser_set_input_file(&parser, f);
+  yaml_parser_set_input_string(&parser, text, len);
   if (!yaml_parser_load(&parser, &y->doc)) {
-    int line = (int)parser.problem_mark.line + 1, col = (int)parser.problem_mark.column + 1;
-    zt_error_set(err, file, line, col, "YAML syntax error: %s%s%s",
-                 parser.problem ? parser.problem : "unknown",
-                 parser.context ? " " : "", parser.context ? parser.context : "");
-    yaml_parser_delete(&parser);
-    fclose(f);
-    return -1;
+    parse_fail(&parser, file, text, len, "", err);
+    goto done;
   }
-  yaml_parser_delete(&parser);
-  fclose(f);
   y->loaded = true;
-  return 0;
+  /* yaml_parser_load reads one document per call: whatever follows a `---` or `...`
+   * would be dropped without a word, a policy's deny rule included. So read on: only
+   * the end of the stream (a document without a root) may follow. */
+  if (!yaml_parser_load(&parser, &next)) {
+    parse_fail(&parser, file, text, len,
+               " (after the first document; only one YAML document is allowed)", err);
+    zt_yaml_free(y);
+    goto done;
+  }
+  if (yaml_document_get_root_node(&next) != NULL) {
+    zt_error_set(err, file, (int)next.start_mark.line + 1, (int)next.start_mark.column + 1,
+                 "only one YAML document is allowed (a second one starts here)");
+    yaml_document_delete(&next);
+    zt_yaml_free(y);
+    goto done;
+  }
+  yaml_document_delete(&next);
+  rc = 0;
+
+done:
+  yaml_parser_delete(&parser);
+  free(text);
+  return rc;
 }
 
 void zt_yaml_free(zt_yaml_t *y) {

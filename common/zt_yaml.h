@@ -19,7 +19,9 @@ typedef struct {
   bool loaded;
 } zt_yaml_t;
 
-/* Parse file (one document). The root is NULL for an empty file. */
+/* Parse file, at most 16 MiB and one document: a second one (after `---` or `...`) is
+ * an error at its start. The root is NULL for an empty file. On error y holds nothing
+ * to free. */
 int zt_yaml_load(zt_yaml_t *y, const char *file, zt_error_t *err);
 void zt_yaml_free(zt_yaml_t *y);
 yaml_node_t *zt_yaml_root(zt_yaml_t *y);

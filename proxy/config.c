@@ -58,11 +58,82 @@ int zt_addr_parse(const char *s, zt_addr_t *a, const char **why) {
   return 0;
 }
 
+/* How two listen addresses share a port. Workers bind with SO_REUSEPORT, so the kernel
+ * accepts both binds, then splits connections between them or prefers one; the admin
+ * endpoint binds without it and would fail at run time instead. */
+typedef enum { ADDR_APART, ADDR_SAME, ADDR_WILDCARD, ADDR_DUAL_STACK } addr_overlap_t;
+
+typedef struct {
+  int family;                    /* AF_INET also for an IPv4-mapped IPv6 address */
+  unsigned char ip[16];          /* the first 4 bytes for AF_INET */
+  uint32_t scope;                /* IPv6 zone */
+  bool any;                      /* 0.0.0.0 or :: */
+} ip_key_t;
+
+static void ip_key(const zt_addr_t *a, ip_key_t *k) {
+  static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static const unsigned char zero[16];
+  memset(k, 0, sizeof(*k));
+  if (a->ss.ss_family == AF_INET) {
+    k->family = AF_INET;
+    memcpy(k->ip, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
+  } else {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+    if (memcmp(s6->sin6_addr.s6_addr, v4mapped, sizeof(v4mapped)) == 0) {
+      k->family = AF_INET;
+      memcpy(k->ip, s6->sin6_addr.s6_addr + 12, 4);
+    } else {
+      k->family = AF_INET6;
+      memcpy(k->ip, s6->sin6_addr.s6_addr, 16);
+      k->scope = s6->sin6_scope_id;
+    }
+  }
+  k->any = memcmp(k->ip, zero, k->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* Compares what the kernel binds, not the text: 127.0.0.1:015006 is 127.0.0.1:15006,
+ * [0::1] is [::1], [::ffff:127.0.0.1] is 127.0.0.1. A wildcard takes its port on every
+ * address of its family, and [::] (a dual-stack socket) IPv4's too. */
+static addr_overlap_t addr_overlap(const zt_addr_t *a, const zt_addr_t *b) {
+  ip_key_t x, y;
+  if (a->port != b->port) return ADDR_APART;
+  ip_key(a, &x);
+  ip_key(b, &y);
+  if (x.family != y.family)
+    return (x.family == AF_INET6 && x.any) || (y.family == AF_INET6 && y.any)
+               ? ADDR_DUAL_STACK
+               : ADDR_APART;
+  if (x.scope == y.scope && memcmp(x.ip, y.ip, sizeof(x.ip)) == 0) return ADDR_SAME;
+  return x.any || y.any ? ADDR_WILDCARD : ADDR_APART;
+}
+
 typedef struct {
   zt_yaml_t y;
   char dir[4096];
   zt_error_t *err;
 } loader_t;
+
+/* Refuse a, given at node n as what, if it shares its port with b, which owner gave at
+ * node bn (NULL: a default). */
+static int listen_apart(loader_t *L, yaml_node_t *n, const char *what, const zt_addr_t *a,
+                        const char *owner, yaml_node_t *bn, const zt_addr_t *b) {
+  char where[64];
+  addr_overlap_t o = addr_overlap(a, b);
+  if (o == ADDR_APART) return 0;
+  if (bn)
+    snprintf(where, sizeof(where), " at line %d, column %d", (int)bn->start_mark.line + 1,
+             (int)bn->start_mark.column + 1);
+  else
+    snprintf(where, sizeof(where), ", the default");
+  if (o == ADDR_SAME)
+    return zt_yaml_fail(&L->y, n, L->err, "%s: %s is already used by %s (%s%s)", what,
+                        a->str, owner, b->str, where);
+  return zt_yaml_fail(&L->y, n, L->err, "%s: %s overlaps %s (%s%s): %s", what, a->str,
+                      owner, b->str, where,
+                      o == ADDR_WILDCARD
+                          ? "a wildcard address takes its port on every address"
+                          : "[::] takes the port for IPv4 too");
+}
 
 /* Resolve path against the config folder and check that it is readable. */
 static int file_path(loader_t *L, yaml_node_t *n, const char *what, char **out) {
@@ -349,7 +420,7 @@ int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
                                      "drain_timeout", "busy_poll", "io_uring",
                                      "listeners", NULL};
   loader_t L;
-  yaml_node_t *root, *v;
+  yaml_node_t *root, *v, *admin_listen;
   const char *slash;
 
   memset(c, 0, sizeof(*c));
@@ -413,19 +484,22 @@ int zt_config_load(const char *file, zt_config_t *c, zt_error_t *err) {
     goto fail;
   }
   c->listeners = calloc(c->n_listeners, sizeof(*c->listeners));
+  admin_listen = zt_yaml_get(&L.y, zt_yaml_get(&L.y, root, "admin"), "listen");
   for (size_t i = 0; i < c->n_listeners; i++) {
-    yaml_node_t *it = zt_yaml_item(&L.y, v, i);
+    yaml_node_t *it = zt_yaml_item(&L.y, v, i), *at = zt_yaml_get(&L.y, it, "listen");
+    const zt_listener_conf_t *l = &c->listeners[i];
+    char what[64], owner[64];
     if (load_listener(&L, it, i, c)) goto fail;
+    snprintf(what, sizeof(what), "listeners[%s].listen", l->name);
+    if (c->admin_enabled && listen_apart(&L, at, what, &l->listen, "admin.listen",
+                                         admin_listen, &c->admin_listen))
+      goto fail;
     for (size_t j = 0; j < i; j++) {
-      if (c->listeners[j].listen.ss.ss_family == c->listeners[i].listen.ss.ss_family &&
-          c->listeners[j].listen.port == c->listeners[i].listen.port &&
-          strcmp(c->listeners[j].listen.str, c->listeners[i].listen.str) == 0) {
-        zt_yaml_fail(&L.y, zt_yaml_get(&L.y, it, "listen"), err,
-                     "listeners[%s].listen: %s is already used by listener %s",
-                     c->listeners[i].name, c->listeners[i].listen.str,
-                     c->listeners[j].name);
+      snprintf(owner, sizeof(owner), "listener %s", c->listeners[j].name);
+      if (listen_apart(&L, at, what, &l->listen, owner,
+                       zt_yaml_get(&L.y, zt_yaml_item(&L.y, v, j), "listen"),
+                       &c->listeners[j].listen))
         goto fail;
-      }
     }
   }
   zt_yaml_free(&L.y);

@@ -125,14 +125,30 @@ def position(text, line_sub, col_sub, nth=1):
     return hits[0] + 1, col + 1
 
 
+def write_file(path, data):
+    """Write text, or bytes as they are (for files that are not valid UTF-8)."""
+    if isinstance(data, bytes):
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+    return ztlib.write_text(path, data)
+
+
+def with_byte(text, byte, marker="@BAD@"):
+    """text as UTF-8 bytes, the one marker replaced by byte (positions are taken on text,
+    where the marker stands in for that one character)."""
+    assert text.count(marker) == 1
+    return text.encode("utf-8").replace(marker.encode(), byte)
+
+
 def expect_error(c, cfg_text, where, words, policy_text=POLICY, in_policy=False,
                  extra_files=None, cmd="check"):
     """Write the case, run `ztproxy check -c`, assert exit 2 and the located message."""
     d = folder(c)
-    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), cfg_text)
-    ztlib.write_text(os.path.join(d, "policy.yaml"), policy_text)
+    cfg = write_file(os.path.join(d, "ztproxy.yaml"), cfg_text)
+    write_file(os.path.join(d, "policy.yaml"), policy_text)
     for name, text in (extra_files or {}).items():
-        ztlib.write_text(os.path.join(d, name), text)
+        write_file(os.path.join(d, name), text)
     r = ztlib.run_cli([cmd, "-c", cfg], timeout=20, cwd=d)
     check_eq(r.rc, 2, "exit status of `ztproxy %s -c %s`\n%r" % (cmd, cfg, r))
     line, col = where
@@ -329,6 +345,112 @@ def case_missing_config_file(c):
     check("does-not-exist.yaml" in r.err, "stderr does not name the file\n%r" % r)
 
 
+def case_second_document_after_dashes(c):
+    """A second document after `---` would otherwise be silently dropped."""
+    t = BASE + "---\nworkers: 4\n"
+    expect_error(c, t, position(t, "---", "---"), ["only one YAML document"])
+
+
+def case_second_document_after_dots(c):
+    t = BASE + "...\nbogus: [1]\n"
+    expect_error(c, t, position(t, "bogus", "bogus"), ["only one YAML document"])
+
+
+def case_end_marker_alone_is_fine(c):
+    """`...` ends the one document; nothing after it is no second document."""
+    d = folder(c)
+    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), BASE + "...\n# the end\n")
+    ztlib.write_text(os.path.join(d, "policy.yaml"), POLICY)
+    r = ztlib.run_cli(["check", "-c", cfg], timeout=20, cwd=d)
+    check_eq(r.rc, 0, "exit status of check with a final `...`\n%r" % r)
+
+
+def case_syntax_error_in_second_document(c):
+    t = BASE + "---\nlevel: info: debug\n"
+    expect_error(c, t, position(t, "level: info: debug", ":", nth=2),
+                 ["mapping values", "not allowed"])
+
+
+def case_invalid_utf8_position(c):
+    """libyaml's reader errors carry no mark: the position comes from the byte offset."""
+    t = edit(BASE, replace={"access: stdout": "  access: std@BAD@out"})
+    expect_error(c, with_byte(t, b"\xff"), position(t, "@BAD@", "@BAD@"),
+                 ["utf-8"])
+
+
+def case_invalid_utf8_position_crlf(c):
+    t = edit(BASE, replace={"access: stdout": "  access: std@BAD@out"})
+    expect_error(c, with_byte(t.replace("\n", "\r\n"), b"\xc3("),
+                 position(t, "@BAD@", "@BAD@"), ["utf-8"])
+
+
+def listen_twice(c, first, second, words):
+    """in1 listens on first, out1 on second (quoted: YAML reads [..] as a list): refused
+    at out1's listen, naming in1 and where its address is written."""
+    t = edit(BASE, replace={"listen: 127.0.0.1:15006": '    listen: "%s"' % first,
+                            "listen: 127.0.0.1:15001": '    listen: "%s"' % second})
+    r = expect_error(c, t, position(t, 'listen: "%s"' % second, '"'), words)
+    line, col = position(t, 'listen: "%s"' % first, '"')
+    check("listener in1 (%s at line %d, column %d)" % (first, line, col) in r.err,
+          "the error does not name in1 and its position\n%r" % r)
+
+
+def case_listen_port_with_leading_zero(c):
+    listen_twice(c, "127.0.0.1:15006", "127.0.0.1:015006", ["already used"])
+
+
+def case_listen_ipv6_spelled_twice(c):
+    listen_twice(c, "[::1]:15006", "[0:0::1]:15006", ["already used"])
+
+
+def case_listen_ipv4_mapped_ipv6(c):
+    listen_twice(c, "127.0.0.1:15006", "[::ffff:127.0.0.1]:15006", ["already used"])
+
+
+def case_listen_specific_after_wildcard(c):
+    listen_twice(c, "0.0.0.0:15006", "127.0.0.1:15006", ["overlaps", "wildcard"])
+
+
+def case_listen_wildcard_after_specific(c):
+    listen_twice(c, "[::1]:15006", "[::]:15006", ["overlaps", "wildcard"])
+
+
+def case_listen_ipv6_wildcard_takes_ipv4(c):
+    listen_twice(c, "127.0.0.1:15006", "[::]:15006", ["overlaps", "ipv4"])
+
+
+def case_listen_distinct_addresses_same_port(c):
+    """Same port, different addresses and no wildcard: two listeners, both valid."""
+    for first, second in (("127.0.0.1:15006", "127.0.0.2:15006"),
+                          ("127.0.0.1:15006", "[::1]:15006")):
+        d = folder(c)
+        t = edit(BASE, replace={"listen: 127.0.0.1:15006": '    listen: "%s"' % first,
+                                "listen: 127.0.0.1:15001": '    listen: "%s"' % second})
+        cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), t)
+        ztlib.write_text(os.path.join(d, "policy.yaml"), POLICY)
+        r = ztlib.run_cli(["check", "-c", cfg], timeout=20, cwd=d)
+        check_eq(r.rc, 0, "exit status with %s and %s\n%r" % (first, second, r))
+
+
+def case_listen_same_as_admin(c):
+    """The admin endpoint binds without SO_REUSEPORT: `run` would fail to bind."""
+    t = edit(BASE, insert_after=("level: info",
+                                 "admin:\n  listen: 127.0.0.1:15001  # admin"))
+    r = expect_error(c, t, position(t, "    listen: 127.0.0.1:15001", "127.0.0.1"),
+                     ["already used"])
+    line, col = position(t, "# admin", "127.0.0.1")
+    check("admin.listen (127.0.0.1:15001 at line %d, column %d)" % (line, col) in r.err,
+          "the error does not name admin.listen and its position\n%r" % r)
+
+
+def case_listen_overlaps_default_admin(c):
+    t = edit(BASE, replace={"listen: 127.0.0.1:15001": "    listen: 0.0.0.0:15000"},
+             insert_after=("level: info", "admin:\n  max_peer_series: 10"))
+    r = expect_error(c, t, position(t, "0.0.0.0:15000", "0.0.0.0"), ["overlaps"])
+    check("admin.listen (127.0.0.1:15000, the default)" in r.err,
+          "the error does not name the default admin address\n%r" % r)
+
+
 # -- policy file -----------------------------------------------------------------------
 
 def case_policy_bad_action(c):
@@ -373,6 +495,34 @@ def case_policy_yaml_syntax(c):
                  policy_text=p, in_policy=True)
 
 
+# A deny rule after a stray `---`: before, it was dropped and the policy allowed more.
+STRAY_DOC_POLICY = POLICY.replace("  - name: no-intruders", "---\n  - name: no-intruders")
+
+
+def case_policy_second_document(c):
+    p = STRAY_DOC_POLICY
+    expect_error(c, BASE, position(p, "---", "---"), ["only one YAML document"],
+                 policy_text=p, in_policy=True)
+
+
+def case_policy_check_second_document(c):
+    d = folder(c)
+    p = STRAY_DOC_POLICY
+    pol = ztlib.write_text(os.path.join(d, "policy.yaml"), p)
+    r = ztlib.run_cli(["policy", "check", pol], timeout=20)
+    check_eq(r.rc, 2, "exit status of `policy check` on two documents\n%r" % r)
+    line, col = position(p, "---", "---")
+    want = "%s:%d:%d: only one YAML document is allowed" % (pol, line, col)
+    check(r.err.startswith(want), "stderr lacks %r\n%r" % (want, r))
+
+
+def case_policy_control_character_column(c):
+    """The column counts characters (as libyaml's marks do), not bytes: "é" is one."""
+    p = edit(POLICY, insert_after=("default: deny", "# café @BAD@"))
+    expect_error(c, BASE, position(p, "café", "@BAD@"), ["control character"],
+                 policy_text=with_byte(p, b"\x07"), in_policy=True)
+
+
 CASES = [
     ("valid_config_exits_0", case_valid_config),
     ("default_allow_is_warned_at_load", case_default_allow_is_warned_at_load),
@@ -403,6 +553,21 @@ CASES = [
     ("run_refuses_bad_config_exit_2", case_run_refuses_bad_config),
     ("empty_file", case_empty_file),
     ("missing_config_file", case_missing_config_file),
+    ("second_document_after_dashes", case_second_document_after_dashes),
+    ("second_document_after_dots", case_second_document_after_dots),
+    ("end_marker_alone_is_fine", case_end_marker_alone_is_fine),
+    ("syntax_error_in_second_document", case_syntax_error_in_second_document),
+    ("invalid_utf8_position", case_invalid_utf8_position),
+    ("invalid_utf8_position_crlf", case_invalid_utf8_position_crlf),
+    ("listen_port_with_leading_zero", case_listen_port_with_leading_zero),
+    ("listen_ipv6_spelled_twice", case_listen_ipv6_spelled_twice),
+    ("listen_ipv4_mapped_ipv6", case_listen_ipv4_mapped_ipv6),
+    ("listen_specific_after_wildcard", case_listen_specific_after_wildcard),
+    ("listen_wildcard_after_specific", case_listen_wildcard_after_specific),
+    ("listen_ipv6_wildcard_takes_ipv4", case_listen_ipv6_wildcard_takes_ipv4),
+    ("listen_distinct_addresses_same_port", case_listen_distinct_addresses_same_port),
+    ("listen_same_as_admin", case_listen_same_as_admin),
+    ("listen_overlaps_default_admin", case_listen_overlaps_default_admin),
     ("policy_bad_action", case_policy_bad_action),
     ("policy_unknown_key", case_policy_unknown_key),
     ("policy_bad_spiffe_id", case_policy_bad_spiffe_id),
@@ -410,6 +575,9 @@ CASES = [
     ("policy_missing_trust_domain", case_policy_missing_trust_domain),
     ("policy_bad_mode", case_policy_bad_mode),
     ("policy_yaml_syntax_error", case_policy_yaml_syntax),
+    ("policy_second_document", case_policy_second_document),
+    ("policy_check_second_document", case_policy_check_second_document),
+    ("policy_control_character_column", case_policy_control_character_column),
 ]
 
 if __name__ == "__main__":
