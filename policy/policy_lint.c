@@ -170,14 +170,22 @@ static bool strs_cover(const pol_str_t *g, size_t ng, const pol_str_t *f, size_t
   return true;
 }
 
-static bool rule_covers(const pol_rule_t *d, const pol_rule_t *r) {
+/* Comparisons of from entries the shadowing check may make for one policy: past it
+ * the check stops (and says so), so that a large policy of long, overlapping from
+ * lists cannot hold up a load or a reload for minutes. */
+#define COVER_BUDGET 50000000u
+
+static bool rule_covers(const pol_rule_t *d, const pol_rule_t *r, size_t *budget) {
   size_t i, j;
+  if (!ports_cover(d, r)) return false;   /* first: it costs the least */
   for (i = 0; i < r->n_from; i++) {
+    size_t cost = d->n_from < *budget ? d->n_from : *budget;
+    *budget -= cost;
+    if (*budget == 0) return false;
     for (j = 0; j < d->n_from; j++)
       if (from_covers(&d->from[j], &r->from[i])) break;
     if (j == d->n_from) return false;
   }
-  if (!ports_cover(d, r)) return false;
   if (!d->http) return true;
   if (!r->http) return false;             /* r also matches L4 requests, d does not */
   return strs_cover(d->methods, d->n_methods, r->methods, r->n_methods) &&
@@ -192,11 +200,11 @@ static bool takes_precedence(const pol_rule_t *d, const pol_rule_t *r) {
 }
 
 static uint32_t first_cover(const zt_policy_t *p, const uint32_t *list, size_t n,
-                            const pol_rule_t *r, uint32_t best) {
+                            const pol_rule_t *r, uint32_t best, size_t *budget) {
   size_t i;
-  for (i = 0; i < n && list[i] < best; i++) {
+  for (i = 0; i < n && list[i] < best && *budget > 0; i++) {
     const pol_rule_t *d = &p->rules[list[i]];
-    if (takes_precedence(d, r) && rule_covers(d, r)) return list[i];
+    if (takes_precedence(d, r) && rule_covers(d, r, budget)) return list[i];
   }
   return best;
 }
@@ -204,25 +212,25 @@ static uint32_t first_cover(const zt_policy_t *p, const uint32_t *list, size_t n
 /* The lowest position of a rule that covers r, or UINT32_MAX. Candidates are the rules
  * whose from entries can cover r's first one: "*", prefix keys at or above it, and
  * the same exact key. */
-static uint32_t shadowing_rule(const zt_policy_t *p, const pol_rule_t *r) {
+static uint32_t shadowing_rule(const zt_policy_t *p, const pol_rule_t *r, size_t *budget) {
   const pol_from_t *f = &r->from[0];
   const pol_key_t *k;
   const uint32_t *list;
   uint32_t best = UINT32_MAX, n;
   size_t at;
-  best = first_cover(p, p->any, p->n_any, r, best);
+  best = first_cover(p, p->any, p->n_any, r, best, budget);
   if (f->kind == FROM_ANY) return best;
   for (at = 0; at < f->len; at++) {
     if (f->s[at] != '/') continue;
     if (at + 1 == f->len && f->kind == FROM_EXACT) break;
     if ((k = zt_policy__find_key(p, f->s, at + 1))) {
       list = zt_policy__key_list(p, k, true, &n);
-      best = first_cover(p, list, n, r, best);
+      best = first_cover(p, list, n, r, best, budget);
     }
   }
   if (f->kind == FROM_EXACT && (k = zt_policy__find_key(p, f->s, f->len))) {
     list = zt_policy__key_list(p, k, false, &n);
-    best = first_cover(p, list, n, r, best);
+    best = first_cover(p, list, n, r, best, budget);
   }
   return best;
 }
@@ -301,7 +309,7 @@ static void lint_trust_domains(warns_t *ws, const zt_policy_t *p, const pol_rule
 size_t zt_policy_lint(const zt_policy_t *p, const char *const *tds, size_t n_tds,
                       zt_policy_warn_fn fn, void *ctx) {
   warns_t ws = {NULL, 0, 0, false};
-  size_t i, n;
+  size_t i, n, budget = COVER_BUDGET;
   if (p->dflt == ZT_ALLOW)
     warn(&ws, p, p->default_line, p->default_col,
          "default: allow lets through every request no rule matches; zero trust wants "
@@ -310,7 +318,7 @@ size_t zt_policy_lint(const zt_policy_t *p, const char *const *tds, size_t n_tds
     const pol_rule_t *r = &p->rules[p->by_file[i]];
     uint32_t s;
     lint_trust_domains(&ws, p, r, tds, n_tds);
-    if ((s = shadowing_rule(p, r)) != UINT32_MAX) {
+    if (budget > 0 && (s = shadowing_rule(p, r, &budget)) != UINT32_MAX) {
       const pol_rule_t *d = &p->rules[s];
       if (d->action == ZT_DENY && r->action == ZT_ALLOW)
         warn(&ws, p, r->line, r->col,
@@ -324,6 +332,9 @@ size_t zt_policy_lint(const zt_policy_t *p, const char *const *tds, size_t n_tds
              r->index, r->name, d->index, d->name, d->line);
     }
   }
+  if (budget == 0)
+    warn(&ws, p, 0, 0, "the policy is too large to check every rule for being "
+         "unreachable: that check stopped part way");
   if (ws.oom)
     warn(&ws, p, 0, 0, "out of memory: some warnings were dropped");
   /* Stable enough: within a line, warnings were added in column order. */
