@@ -72,7 +72,8 @@ struct zt_conn {
   uint32_t sq_off[2];             /* bytes of the head already sent */
   size_t pending_tls, pending_plain; /* queued toward each side, as charge() counts */
   zt_conn_state_t state;
-  bool inbound, up_open, counted, decided;
+  bool inbound, up_open, counted, decided, sni_looked;
+  uint32_t answers;               /* wolfSSL's answers to the peer since its queue was empty */
   bool uring;                     /* established on the worker's ring */
   bool ticket_kept;               /* outbound: this connection's ticket is cached */
   uint8_t ticket_looks;           /* outbound: pumps that looked for a new ticket */
@@ -287,8 +288,24 @@ static void on_handle_closed(uv_handle_t *h) {
 
 static uint64_t op_ud(zt_conn_t *c, int op) { return (uint64_t)(uintptr_t)c | (unsigned)op; }
 
+/* The app learns how its stream ended: once bytes flow, a FIN only after a clean end
+ * (both ways done, or idle), otherwise a reset, so that a stream cut short (a reset or
+ * a FIN without close_notify from the TLS peer, a record that does not authenticate,
+ * a revocation) is never taken for a whole one. A connection refused before that
+ * (a failed handshake or connect, a limit) just closes. */
+static void reset_plain_if_aborted(zt_conn_t *c, const char *reason) {
+  uv_os_fd_t fd;
+  struct linger l = {1, 0};
+  if (c->state != ZT_CONN_STREAMING || strcmp(reason, "eof") == 0 ||
+      strcmp(reason, "idle_timeout") == 0)
+    return;
+  if (uv_fileno((uv_handle_t *)plain_stream(c), &fd) == 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
 void zt_conn_close(zt_conn_t *c, const char *reason) {
   if (c->state == ZT_CONN_CLOSING) return;
+  reset_plain_if_aborted(c, reason);
   c->state = ZT_CONN_CLOSING;
   c->close_reason = reason;
   access_log(c);
@@ -440,6 +457,7 @@ static void on_write(uv_write_t *req, int status) {
 
   if (to_tls) c->pending_tls -= charge(b);
   else c->pending_plain -= charge(b);
+  if (c->pending_tls == 0) c->answers = 0;
   zt_block_put(c->w, b);
   if (c->state == ZT_CONN_CLOSING) return;
   if (status < 0) {
@@ -473,6 +491,7 @@ static void send_done(zt_conn_t *c, int side, int res) {
   if ((c->sq_head[side] = b->next) == NULL) c->sq_tail[side] = NULL;
   if (side == 0) c->pending_tls -= charge(b);
   else c->pending_plain -= charge(b);
+  if (c->pending_tls == 0) c->answers = 0;
   zt_block_put(c->w, b);
   if (c->sq_head[side] && send_head(c, side)) {
     zt_conn_close(c, "error");
@@ -581,6 +600,10 @@ static int tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   int left = sz;
   (void)ssl;
   if (c->state == ZT_CONN_CLOSING) return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+  /* After our close_notify no record may follow (and the TLS side is shut for
+   * writing): what wolfSSL still has to say, an answer to the peer's KeyUpdate, say,
+   * goes nowhere, and the peer may go on sending. */
+  if (c->tls_wshut) return sz;
   while (left > 0) {
     zt_block_t *b = c->tx_tail;
     uint32_t room, n;
@@ -732,14 +755,6 @@ static void start_streaming(zt_conn_t *c) {
 static void handshake_done(zt_conn_t *c) {
   c->tls_version = wolfSSL_get_version(c->ssl);
   c->cipher = wolfSSL_get_cipher_name(c->ssl);
-  if (c->inbound) {
-    void *name = NULL;
-    unsigned short n = wolfSSL_SNI_GetRequest(c->ssl, WOLFSSL_SNI_HOST_NAME, &name);
-    if (name && n > 0 && n < sizeof(c->sni)) {
-      memcpy(c->sni, name, n);
-      c->sni[n] = '\0';
-    }
-  }
   /* Resumed: no certificate came, and the peer is who the ticket says (inbound: the
    * one we issued, now that wolfSSL has checked its binder; outbound: the server the
    * ticket we offered came from, checked against expect_server then, on this
@@ -801,8 +816,20 @@ static void handshake_done(zt_conn_t *c) {
 }
 
 static void drive_handshake(zt_conn_t *c) {
-  int r = c->inbound ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
-  int e;
+  int r, e;
+  if (c->inbound && !c->sni_looked && c->rx && c->rx_off == 0) {
+    /* The name the client asked for (access log), read from its ClientHello before
+     * wolfSSL takes it in: any name is served. One look, at the first bytes. */
+    word32 n = sizeof(c->sni) - 1;
+    c->sni_looked = true;
+    if (wolfSSL_SNI_GetFromBuffer((const unsigned char *)c->rx->data, c->rx->len,
+                                  WOLFSSL_SNI_HOST_NAME, (unsigned char *)c->sni,
+                                  &n) == WOLFSSL_SUCCESS && n < sizeof(c->sni))
+      c->sni[n] = '\0';
+    else
+      c->sni[0] = '\0';
+  }
+  r = c->inbound ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
   if (flush_tx(c)) return;
   if (r == WOLFSSL_SUCCESS) {
     handshake_done(c);
@@ -851,9 +878,17 @@ static void pump_tls(zt_conn_t *c) {
     }
     e = wolfSSL_get_error(c->ssl, r);
     if (e == WOLFSSL_ERROR_WANT_READ && !c->tls_eof) break;
-    if (e == WOLFSSL_ERROR_ZERO_RETURN || c->tls_eof) {
-      c->tls_closed = true;         /* close_notify, or FIN after the last record */
+    if (e == WOLFSSL_ERROR_ZERO_RETURN) {
+      c->tls_closed = true;         /* close_notify */
       break;
+    }
+    if (c->tls_eof) {
+      /* A FIN without close_notify: whoever sent it (or forged it), the stream may
+       * have been cut short, and the app gets a reset, not an end it would take for
+       * the whole stream (what is still queued toward it is dropped with it). */
+      zt_block_put(c->w, b);
+      zt_conn_close(c, "truncated");
+      return;
     }
     zt_block_put(c->w, b);
     zt_warn("%s: conn %llu: TLS error: %d", c->lc->name, (unsigned long long)c->id, e);
@@ -868,7 +903,23 @@ static void pump_tls(zt_conn_t *c) {
   } else if (b != NULL) {
     zt_block_put(c->w, b);
   }
-  if (flush_tx(c)) return;          /* wolfSSL may answer a KeyUpdate, say */
+  if (c->tx_head) {
+    /* wolfSSL answered the peer while reading it: a KeyUpdate that asks for one. The
+     * answers count until the queue toward the peer next runs dry; a peer that keeps
+     * asking and never reads would have them pile up without end (stopping to read
+     * it instead would tie the two directions together, and two proxies each waiting
+     * for the other to read would stall for good). */
+    for (zt_block_t *t = c->tx_head; t; t = t->next) c->answers += t->len;
+    if (c->answers > ZT_ANSWERS_MAX) {
+      zt_warn("%s: conn %llu from %s: %u bytes of answers to KeyUpdate requests the "
+              "peer does not read: closing", c->lc->name, (unsigned long long)c->id,
+              c->src, c->answers);
+      zt_conn_close(c, "error");
+      return;
+    }
+  }
+  if (flush_tx(c)) return;
+  if (c->pending_tls == 0) c->answers = 0;   /* written at once */
   /* The server's ticket is its first post-handshake message: look for it in the
    * first few pumps only, so that a server that sends none costs nothing later. */
   if (!c->ticket_kept && c->ticket_looks < 8) {
@@ -914,11 +965,13 @@ static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     c->tls_eof = true;
     uv_read_stop(s);
   } else if (nread == UV_ENOBUFS) {
-    zt_conn_close(c, "error");
+    if (c->tls_error == NULL && c->state == ZT_CONN_HANDSHAKE) c->tls_error = "tls_error";
+    zt_conn_close(c, c->state == ZT_CONN_HANDSHAKE ? "handshake_failed" : "error");
     return;
   } else if (nread < 0) {
-    zt_conn_close(c, c->state == ZT_CONN_HANDSHAKE ? "handshake_failed" : "reset");
+    /* tls_error first: the close writes the access log and counts the failure */
     if (c->tls_error == NULL && c->state == ZT_CONN_HANDSHAKE) c->tls_error = "reset";
+    zt_conn_close(c, c->state == ZT_CONN_HANDSHAKE ? "handshake_failed" : "reset");
     return;
   }
   if (c->state == ZT_CONN_HANDSHAKE) drive_handshake(c);

@@ -35,6 +35,9 @@
  * block; an idle one holds none. */
 #define ZT_HIGH_WATER (256 * 1024)
 #define ZT_LOW_WATER (64 * 1024)
+/* wolfSSL's answers to the TLS peer (to KeyUpdate requests) queued while the peer
+ * reads none of them: past this, the peer is flooding, and the connection closes. */
+#define ZT_ANSWERS_MAX (16 * 1024)
 /* Free blocks a worker keeps for reuse (2 MiB); the rest go back to the allocator. */
 #define ZT_POOL_KEEP 32
 /* With io_uring: a worker's provided receive buffers (a power of two), one block's

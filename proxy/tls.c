@@ -323,12 +323,6 @@ static int setup_ctx(WOLFSSL_CTX *ctx, const zt_idset_t *set, int server,
                          WOLFSSL_VERIFY_PEER |
                              (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
                          verify_cb);
-  if (server) {
-    /* Only to record the name a client asks for (access log): any name is served. */
-    if (wolfSSL_CTX_UseSNI(ctx, WOLFSSL_SNI_HOST_NAME, "ztproxy", 7) != WOLFSSL_SUCCESS)
-      return zt_error_set(err, NULL, 0, 0, "cannot set up SNI");
-    wolfSSL_CTX_SNI_SetOptions(ctx, WOLFSSL_SNI_HOST_NAME, WOLFSSL_SNI_CONTINUE_ON_MISMATCH);
-  }
   return 0;
 }
 

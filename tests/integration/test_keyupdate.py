@@ -72,8 +72,13 @@ class OpensslCli:
         self.p.stdin.flush()
 
     def stop(self):
+        """`Q`: close_notify, then the end (a FIN alone would be a cut stream)."""
         if self.p.poll() is None:
-            self.p.kill()
+            try:
+                self.write(b"Q\n")
+                self.p.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.p.kill()
         self.p.wait(timeout=10)
         self.reader.join(timeout=5)
 

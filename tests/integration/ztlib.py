@@ -1126,7 +1126,7 @@ FIELDS = ("ts", "listener", "conn_id", "src", "dst", "peer_id", "local_id", "tls
           "cipher", "decision", "rule", "enforced", "bytes_in", "bytes_out", "duration_ms",
           "close_reason", "tls_error", "peer_cert_sha256", "peer_cert_serial",
           "peer_cert_not_after", "tls_resumed", "alpn", "sni")
-CLOSE_REASONS = {"eof", "reset", "idle_timeout", "handshake_timeout", "connect_timeout",
+CLOSE_REASONS = {"eof", "reset", "truncated", "idle_timeout", "handshake_timeout", "connect_timeout",
                  "handshake_failed", "peer_not_allowed", "upstream_connect_failed",
                  "connection_limit", "drain_timeout", "error", "policy_revoked",
                  "peer_revoked", "peer_untrusted", "peer_expired", "svid_expired"}
