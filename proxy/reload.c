@@ -44,16 +44,36 @@ struct zt_reloader {
   char warned_serial[65];
 };
 
+static int same_stat(const struct stat *a, const struct stat *b) {
+  return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+         a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 static int stat_changed(watched_t *f) {
   struct stat st;
   int changed;
   if (stat(f->path, &st) != 0) return 0;   /* missing for now: keep what we have */
-  changed = !f->have_st || st.st_ino != f->st.st_ino || st.st_size != f->st.st_size ||
-            st.st_mtim.tv_sec != f->st.st_mtim.tv_sec ||
-            st.st_mtim.tv_nsec != f->st.st_mtim.tv_nsec;
+  changed = !f->have_st || !same_stat(&st, &f->st);
   f->st = st;
   f->have_st = 1;
   return changed;
+}
+
+/* Files of this kind (and, for a policy, listener) that changed while they were being
+ * read: a writer was still at work. They count as changed again, so that the next
+ * check reads them once more; what was read is not used. */
+static int changed_while_read(zt_reloader_t *r, int kind, size_t li) {
+  int moved = 0;
+  for (size_t i = 0; i < r->n_files; i++) {
+    watched_t *f = &r->files[i];
+    struct stat st;
+    if (f->kind != kind || (kind == KIND_POLICY && f->listener != li)) continue;
+    if (stat(f->path, &st) == 0 && f->have_st && !same_stat(&st, &f->st)) {
+      f->have_st = 0;
+      moved = 1;
+    }
+  }
+  return moved;
 }
 
 static void reload_policy(zt_reloader_t *r, size_t li, const char *why) {
@@ -63,9 +83,16 @@ static void reload_policy(zt_reloader_t *r, size_t li, const char *why) {
   zt_error_t err;
   char msg[1024];
   if (zt_policy_load(l->policy_file, &p, &err)) {
+    if (changed_while_read(r, KIND_POLICY, li)) return;   /* an error of a half-written file */
     zt_error("%s: policy reload failed, the previous policy stays in force: %s", why,
              zt_error_str(&err, msg, sizeof(msg)));
     atomic_fetch_add(&srv->reloads[1][1], 1);
+    return;
+  }
+  if (changed_while_read(r, KIND_POLICY, li)) {
+    zt_debug("%s: %s changed while it was read: read again at the next check", why,
+             l->policy_file);
+    zt_policy_release(p);
     return;
   }
   if (zt_policy_has_http_rules(p)) {
@@ -89,9 +116,16 @@ static void reload_identity(zt_reloader_t *r, const char *why) {
   zt_error_t err;
   char msg[1024];
   if (zt_identity_load(cfg, cfg->allow_id_change ? NULL : srv->ident->id, &id, &err)) {
+    if (changed_while_read(r, KIND_IDENTITY, 0)) return;
     zt_error("%s: identity reload failed, the previous SVID stays in force: %s", why,
              zt_error_str(&err, msg, sizeof(msg)));
     atomic_fetch_add(&srv->reloads[0][1], 1);
+    return;
+  }
+  if (changed_while_read(r, KIND_IDENTITY, 0)) {
+    zt_debug("%s: an identity file changed while it was read: read again at the next "
+             "check", why);
+    zt_identity_release(id);
     return;
   }
   zt_server_set_identity(srv, id);
