@@ -190,9 +190,12 @@ def case_keyupdate_flood_bounded(c):
             check("handshake ok" in out, "tls_peer: %r %r" % (out, err))
             sent = int(out.split("sent ")[1].split()[0]) if "sent " in out else 0
             check(sent >= 600, "the peer sent only %d KeyUpdates (%r)" % (sent, err))
-            check(peak - base < 16 * 1024,
-                  "ztproxy's RSS grew from %d to %d KiB under %d KeyUpdate requests"
-                  % (base, peak, sent))
+            # Under AddressSanitizer, freed blocks wait in its quarantine (up to 256 MiB):
+            # RSS then says nothing about what ztproxy holds, and the close must say it.
+            if os.environ.get("ZT_SANITIZE", "").upper() not in ("1", "ON", "TRUE", "YES"):
+                check(peak - base < 16 * 1024,
+                      "ztproxy's RSS grew from %d to %d KiB under %d KeyUpdate requests"
+                      % (base, peak, sent))
             r = inp.wait_record(lambda x: x["peer_id"] == CLIENT_ID, what="record")
             check_eq(r["close_reason"], "error", "close_reason")
             inp.wait_stderr("answers to KeyUpdate requests the peer does not read")

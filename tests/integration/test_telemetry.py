@@ -361,8 +361,12 @@ def case_metrics_with_many_listeners(c):
     aport = free_port()
     with ztlib.EchoServer() as app:
         ppath = c.mesh.policy_file(c.mesh.allow_client_policy(app.port), "many-policy")
-        listeners = [ztlib.outbound("out%d" % i, free_port(), app.port) for i in range(69)]
-        listeners.append(ztlib.inbound("in_last", free_port(), app.port, ppath))
+        ports = set()
+        while len(ports) < 70:          # 70 distinct ones (free_port reserves none)
+            ports.add(free_port())
+        ports = sorted(ports)
+        listeners = [ztlib.outbound("out%d" % i, ports[i], app.port) for i in range(69)]
+        listeners.append(ztlib.inbound("in_last", ports[69], app.port, ppath))
         cfg = {"identity": c.mesh.server, "listeners": listeners}
         cfg.update(admin_cfg(aport))
         with ztlib.Proxy(c.mesh.ws.dir, cfg, name="many") as p:
