@@ -130,33 +130,30 @@ def case_revoked_leaf_reordered_chain(c):
                      "not revoked")
 
 
-def case_revoked_intermediate_behind_sibling(c):
-    """The root's CRL revokes ica1: a leaf of ica1 is refused, also when ica2 follows."""
-    crl_path = crl(c, (c.mesh.pki.ca_cert, c.mesh.pki.ca_key), [serial(c.ica1[0])],
-                   "root-revokes-ica1")
+def root_crl_refuses(c, revoked, leaf, chains):
+    """With the root's CRL revoking the certificate revoked, leaf's key presenting each
+    of chains ([(name, [cert files]), ...]) is refused as revoked."""
+    crl_path = crl(c, (c.mesh.pki.ca_cert, c.mesh.pki.ca_key), [serial(revoked)],
+                   "root-revokes-" + chains[0][0])
     ident = dict(c.mesh.server, crl=[crl_path])
     with ztlib.EchoServer() as app:
         with c.mesh.inbound_proxy(app.port, identity=ident) as inp:
-            key = c.leaf1[1]
-            refused(inp, app, chain_file(c, "b-l1-ica1", c.leaf1[0], c.ica1[0]), key,
-                    "revoked", "[leaf, revoked ica1]")
-            refused(inp, app, chain_file(c, "b-l1-ica1-ica2", c.leaf1[0], c.ica1[0],
-                                         c.ica2[0]), key,
-                    "revoked", "[leaf, revoked ica1, ica2]")
+            for name, certs in chains:
+                refused(inp, app, chain_file(c, name, *certs), leaf[1], "revoked", name)
+
+
+def case_revoked_intermediate_behind_sibling(c):
+    """The root's CRL revokes ica1: a leaf of ica1 is refused, also when ica2 follows."""
+    root_crl_refuses(c, c.ica1[0], c.leaf1,
+                     [("leaf-ica1", [c.leaf1[0], c.ica1[0]]),
+                      ("leaf-ica1-ica2", [c.leaf1[0], c.ica1[0], c.ica2[0]])])
 
 
 def case_root_revoked_leaf_with_extra_intermediate(c):
     """The root's CRL revokes a leaf it issued: refused alone and with ica2 after it."""
-    crl_path = crl(c, (c.mesh.pki.ca_cert, c.mesh.pki.ca_key), [serial(c.root_leaf[0])],
-                   "root-revokes-leaf")
-    ident = dict(c.mesh.server, crl=[crl_path])
-    with ztlib.EchoServer() as app:
-        with c.mesh.inbound_proxy(app.port, identity=ident) as inp:
-            key = c.root_leaf[1]
-            refused(inp, app, chain_file(c, "c-leaf", c.root_leaf[0]), key,
-                    "revoked", "[revoked leaf]")
-            refused(inp, app, chain_file(c, "c-leaf-ica2", c.root_leaf[0], c.ica2[0]), key,
-                    "revoked", "[revoked leaf, ica2]")
+    root_crl_refuses(c, c.root_leaf[0], c.root_leaf,
+                     [("rootleaf", [c.root_leaf[0]]),
+                      ("rootleaf-ica2", [c.root_leaf[0], c.ica2[0]])])
 
 
 def case_intermediate_not_remembered(c):

@@ -91,12 +91,19 @@ def teardown(c):
     c.mesh.cleanup()
 
 
-def updates_done(cli, sent_ku, answered):
-    """openssl's trace shows sent_ku KeyUpdates sent, and answered received."""
-    cli.wait_for(SENT_KU, sent_ku)
-    if answered:
-        cli.wait_for(RECEIVED_KU, answered)
-    check_eq(cli.text().count(RECEIVED_KU), answered,
+def update_keys(cli, cmd, counts):
+    """Send one of COMMANDS (None: nothing) and wait until openssl's trace shows every
+    KeyUpdate sent so far, and ztproxy's answers to exactly those that asked for one.
+    counts: [sent, answered], updated."""
+    if cmd is None:
+        return
+    cli.write(cmd)
+    counts[0] += 1
+    counts[1] += cmd == b"K\n"
+    cli.wait_for(SENT_KU, counts[0])
+    if counts[1]:
+        cli.wait_for(RECEIVED_KU, counts[1])
+    check_eq(cli.text().count(RECEIVED_KU), counts[1],
              "KeyUpdates ztproxy sent (it answers each one that requests it, and only those)")
 
 
@@ -111,14 +118,10 @@ def case_inbound_peer_updates_keys(c):
                               "-CAfile", c.mesh.pki.ca_cert, "-verify_return_error"])
             try:
                 cli.wait_for(b"Verify return code: 0 (ok)")
-                sent_ku = answered = 0
+                counts = [0, 0]
                 expect = 0
                 for i, cmd in enumerate(COMMANDS):
-                    if cmd:
-                        cli.write(cmd)
-                        sent_ku += 1
-                        answered += cmd == b"K\n"
-                        updates_done(cli, sent_ku, answered)
+                    update_keys(cli, cmd, counts)
                     line = b"line %d after %r: " % (i, cmd) + FILL
                     cli.write(line)
                     expect += len(line)
@@ -153,13 +156,9 @@ def case_outbound_server_updates_keys(c):
                 local = s.getsockname()[1]
                 s.sendall(b"hello\n")
                 srv.wait_for(b"hello\n")
-                sent_ku = answered = 0
+                counts = [0, 0]
                 for i, cmd in enumerate(COMMANDS):
-                    if cmd:
-                        srv.write(cmd)
-                        sent_ku += 1
-                        answered += cmd == b"K\n"
-                        updates_done(srv, sent_ku, answered)
+                    update_keys(srv, cmd, counts)
                     down = b"down %d\n" % i
                     srv.write(down)
                     check_eq(recv_exact(s, len(down), timeout=10), down, "line from s_server")
