@@ -49,15 +49,16 @@ def expect_denied(c, polfn, peer_id, want_rule):
     with ztlib.CountingServer() as app:
         with c.mesh.inbound_proxy(app.port, pol=polfn(app.port)) as inp:
             with c.mesh.outbound_proxy(inp.port("in"), identity=c.ids[peer_id]) as out:
-                s = connect(out.port("out"))
-                try:
+                s = ztlib.connect_or_reset(out.port("out"))
+                if s is not None:   # else reset before connect() returned: refused too
                     try:
-                        s.sendall(b"secret payload that must not reach the app\n")
-                    except OSError:
-                        pass  # already closed: fine
-                    expect_closed(s, timeout=5, what="client connection of a denied peer")
-                finally:
-                    safe_close(s)
+                        try:
+                            s.sendall(b"secret payload that must not reach the app\n")
+                        except OSError:
+                            pass  # already closed: fine
+                        expect_closed(s, timeout=5, what="client connection of a denied peer")
+                    finally:
+                        safe_close(s)
                 r = inp.wait_record(lambda r: r.get("peer_id") == peer_id,
                                     what="inbound record for %s" % peer_id)
                 time.sleep(0.3)  # a wrong, late upstream connect would show by now

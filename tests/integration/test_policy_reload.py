@@ -147,8 +147,10 @@ class Stream:
 
 def new_conn_allowed(port, msg=b"new connection"):
     """A fresh connection through an outbound: True if the echo works, False if it is
-    closed without a byte."""
-    s = connect(port)
+    closed (or reset) without a byte."""
+    s = ztlib.connect_or_reset(port)
+    if s is None:
+        return False
     try:
         try:
             s.sendall(msg)

@@ -391,6 +391,15 @@ def connect(port, timeout=5.0, host="127.0.0.1"):
     return s
 
 
+def connect_or_reset(port, timeout=5.0):
+    """connect(), or None when the connection was reset before connect() returned: a
+    refusal that fast (an outbound resets its client when the upstream refuses it)."""
+    try:
+        return connect(port, timeout)
+    except ConnectionResetError:
+        return None
+
+
 def client_context(cert=None, key=None, ca=None, verify=True, tls13=True):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False  # SVIDs carry a URI SAN, not a DNS name
