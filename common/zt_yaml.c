@@ -1,6 +1,8 @@
 /* common/zt_yaml.c: libyaml document loading and strict typed accessors. */
 #include "zt_yaml.h"
 
+#include "zt_file.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,45 +11,6 @@
 
 /* Beyond this a "configuration" is a mistake (or /dev/zero), not something to parse. */
 #define MAX_FILE_BYTES (16u << 20)
-
-/* The whole file, so that a reader error's byte offset can be turned into a position. */
-static int read_all(const char *file, unsigned char **out, size_t *len, zt_error_t *err) {
-  FILE *f = fopen(file, "rb");
-  unsigned char *buf = NULL, *nb;
-  size_t n = 0, cap = 0, got;
-
-  if (f == NULL) return zt_error_set(err, file, 0, 0, "cannot open: %s", strerror(errno));
-  do {
-    if (n == cap) {
-      if (cap > MAX_FILE_BYTES) {
-        zt_error_set(err, file, 0, 0, "larger than %u MiB", MAX_FILE_BYTES >> 20);
-        goto fail;
-      }
-      cap = cap ? cap * 2 : 8192;
-      if (cap > MAX_FILE_BYTES) cap = MAX_FILE_BYTES + 1;   /* one byte too many tells */
-      if ((nb = realloc(buf, cap)) == NULL) {
-        zt_error_set(err, file, 0, 0, "out of memory");
-        goto fail;
-      }
-      buf = nb;
-    }
-    got = fread(buf + n, 1, cap - n, f);
-    n += got;
-  } while (got > 0);
-  if (ferror(f)) {
-    zt_error_set(err, file, 0, 0, "cannot read: %s", strerror(errno));
-    goto fail;
-  }
-  fclose(f);
-  *out = buf;
-  *len = n;
-  return 0;
-
-fail:
-  free(buf);
-  fclose(f);
-  return -1;
-}
 
 /* The code point at s[i] and its width in bytes; utf16 is 0 (UTF-8), 1 (UTF-16LE) or
  * 2 (UTF-16BE). Only line breaks need the exact value: others may come back partial. */
@@ -127,7 +90,9 @@ int zt_yaml_load(zt_yaml_t *y, const char *file, zt_error_t *err) {
 
   memset(y, 0, sizeof(*y));
   y->file = file;
-  if (read_all(file, &text, &len, err)) return -1;
+  /* The whole file, so that a reader error's byte offset can be turned into a
+   * position. */
+  if (zt_read_file(file, MAX_FILE_BYTES, &text, &len, err)) return -1;
   if (!yaml_parser_initialize(&parser)) {
     free(text);
     return zt_error_set(err, file, 0, 0, "out of memory");

@@ -12,6 +12,7 @@
  * be reported (expiry metrics, `identity show`).
  */
 #include "svid.h"
+#include "zt_file.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/settings.h>
@@ -20,7 +21,6 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/rsa.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,56 +401,7 @@ const char *zt_svid_reason_text(const char *code) {
 
 int zt_pem_read_file(const char *path, unsigned char **buf, size_t *len,
                      zt_error_t *err) {
-  FILE *f;
-  unsigned char *b = NULL, *nb;
-  size_t n = 0, cap = 0;
-  int too_big = 0, rc;
-
-  *buf = NULL;
-  *len = 0;
-  f = fopen(path, "rb");
-  if (f == NULL)
-    return zt_error_set(err, path, 0, 0, "cannot open: %s", strerror(errno));
-  for (;;) {
-    if (n == cap) {
-      if (cap == ZT_PEM_FILE_MAX) {
-        too_big = fgetc(f) != EOF;
-        break;
-      }
-      cap = cap ? cap * 2 : 16384;
-      if (cap > ZT_PEM_FILE_MAX) cap = ZT_PEM_FILE_MAX;
-      nb = realloc(b, cap + 1); /* +1: the trailing NUL */
-      if (nb == NULL) {
-        rc = zt_error_set(err, path, 0, 0, "out of memory");
-        goto fail;
-      }
-      b = nb;
-    }
-    {
-      size_t r = fread(b + n, 1, cap - n, f);
-      n += r;
-      if (r == 0) break;
-    }
-  }
-  if (ferror(f)) {
-    rc = zt_error_set(err, path, 0, 0, "read error: %s", strerror(errno));
-    goto fail;
-  }
-  if (too_big) {
-    rc = zt_error_set(err, path, 0, 0, "file is larger than %d bytes",
-                      ZT_PEM_FILE_MAX);
-    goto fail;
-  }
-  fclose(f);
-  b[n] = '\0';
-  *buf = b;
-  *len = n;
-  return 0;
-
-fail:
-  free(b);
-  fclose(f);
-  return rc;
+  return zt_read_file(path, ZT_PEM_FILE_MAX, buf, len, err);
 }
 
 int zt_pem_first_cert_der(const unsigned char *pem, size_t len, unsigned char **der,
