@@ -596,37 +596,28 @@ int zt_bundle_set_is_path(const zt_bundle_set_t *s, size_t td_index,
   const td_t *t;
   if (td_index >= s->n_tds || n == 0) return 0;
   t = &s->tds[td_index];
-  for (i = 0; i <= n; i++) {
-    const unsigned char *subj;
-    size_t subj_len;
-    unsigned char skid[KEYID_SIZE];
-    if (i < n) {
-      DecodedCert dc;
-      int ok;
-      wc_InitDecodedCert(&dc, ders[i], (word32)lens[i], NULL);
-      ok = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc.extAuthKeyIdSet &&
-           dc.subjectRaw != NULL && dc.issuerRaw != NULL;
-      if (ok) {                      /* pointers into ders[i], which outlives dc */
-        subj = dc.subjectRaw;
-        subj_len = (size_t)dc.subjectRawLen;
-        memcpy(skid, dc.extSubjKeyId, KEYID_SIZE);
-        if (i > 0 && (issuer_len != subj_len || memcmp(issuer, subj, subj_len) != 0 ||
-                      memcmp(akid, skid, KEYID_SIZE) != 0))
-          ok = 0;
-        issuer = dc.issuerRaw;
-        issuer_len = (size_t)dc.issuerRawLen;
-        memcpy(akid, dc.extAuthKeyId, KEYID_SIZE);
-      }
-      wc_FreeDecodedCert(&dc);
-      if (!ok) return 0;
-      continue;
+  for (i = 0; i < n; i++) {
+    DecodedCert dc;
+    int ok;
+    wc_InitDecodedCert(&dc, ders[i], (word32)lens[i], NULL);
+    ok = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc.extAuthKeyIdSet &&
+         dc.subjectRaw != NULL && dc.issuerRaw != NULL &&
+         (i == 0 || (issuer_len == (size_t)dc.subjectRawLen &&
+                     memcmp(issuer, dc.subjectRaw, issuer_len) == 0 &&
+                     memcmp(akid, dc.extSubjKeyId, KEYID_SIZE) == 0));
+    if (ok) {                        /* issuerRaw points into ders[i], which outlives dc */
+      issuer = dc.issuerRaw;
+      issuer_len = (size_t)dc.issuerRawLen;
+      memcpy(akid, dc.extAuthKeyId, KEYID_SIZE);
     }
-    for (j = 0; j < t->n_roots; j++)  /* the last certificate's issuer */
-      if (t->roots[j].subj_len == issuer_len &&
-          memcmp(t->roots[j].der + t->roots[j].subj_off, issuer, issuer_len) == 0 &&
-          memcmp(t->roots[j].skid, akid, KEYID_SIZE) == 0)
-        return 1;
+    wc_FreeDecodedCert(&dc);
+    if (!ok) return 0;
   }
+  for (j = 0; j < t->n_roots; j++)     /* the last certificate's issuer */
+    if (t->roots[j].subj_len == issuer_len &&
+        memcmp(t->roots[j].der + t->roots[j].subj_off, issuer, issuer_len) == 0 &&
+        memcmp(t->roots[j].skid, akid, KEYID_SIZE) == 0)
+      return 1;
   return 0;
 }
 

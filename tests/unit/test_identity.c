@@ -360,6 +360,42 @@ ZT_TEST(leaf_of_intermediate_without_the_intermediate_is_unknown_ca) {
   ZT_ASSERT_STR_EQ(why, "unknown_ca");
 }
 
+/* zt_bundle_set_is_path: the chain as sent is the path to a root of the trust domain,
+ * each certificate named by the one before it (issuer name and key identifier). */
+ZT_TEST(is_path_holds_only_for_the_chain_in_order_to_its_own_root) {
+  zt_bundle_set_t *s = zt_bundle_set_new();
+  zt_der_list_t leaf, direct, root;
+  const unsigned char *d[3];
+  size_t n[3];
+  int ok_chain, leaf_alone, root_after, wrong_td, direct_leaf;
+  ZT_ASSERT(s != NULL);
+  ZT_ASSERT(mk_leaf("pathint", "int", NULL, NULL) == 0);
+  ZT_ASSERT(mk_leaf("pathroot", "root", NULL, NULL) == 0);
+  ZT_ASSERT(zt_bundle_set_add_file(s, "example.org", P("root.pem"), NULL) == 0);
+  ZT_ASSERT(zt_bundle_set_add_file(s, "partner.example", P("proot.pem"), NULL) == 0);
+  ZT_ASSERT(load_chain(&leaf, "pathint") == 0 && leaf.n == 2);
+  ZT_ASSERT(load_chain(&direct, "pathroot") == 0);
+  ZT_ASSERT(load_chain(&root, "root") == 0);
+  d[0] = leaf.der[0], n[0] = leaf.len[0];
+  d[1] = leaf.der[1], n[1] = leaf.len[1];
+  ok_chain = zt_bundle_set_is_path(s, 0, d, n, 2);
+  leaf_alone = zt_bundle_set_is_path(s, 0, d, n, 1);
+  wrong_td = zt_bundle_set_is_path(s, 1, d, n, 2);
+  d[1] = root.der[0], n[1] = root.len[0];     /* [leaf, root]: int is not there */
+  root_after = zt_bundle_set_is_path(s, 0, d, n, 2);
+  d[0] = direct.der[0], n[0] = direct.len[0];
+  direct_leaf = zt_bundle_set_is_path(s, 0, d, n, 1);
+  zt_der_list_free(&leaf);
+  zt_der_list_free(&direct);
+  zt_der_list_free(&root);
+  zt_bundle_set_free(s);
+  ZT_ASSERT(ok_chain == 1);
+  ZT_ASSERT(leaf_alone == 0);
+  ZT_ASSERT(wrong_td == 0);
+  ZT_ASSERT(root_after == 0);
+  ZT_ASSERT(direct_leaf == 1);
+}
+
 ZT_TEST(partner_ca_cannot_vouch_for_example_org) {
   leaf_t l = {.id = "spiffe://example.org/evil"};
   ZT_ASSERT(mk_leaf("evil", "proot", &l, NULL) == 0);
@@ -730,6 +766,7 @@ ZT_TEST_MAIN(ZT_RUN(fixture_is_ready), ZT_RUN(good_leaf_passes_every_rule),
              ZT_RUN(new_reason_codes_have_sentences),
              ZT_RUN(intermediate_issued_svid_carries_its_chain_and_verifies_against_root),
              ZT_RUN(leaf_of_intermediate_without_the_intermediate_is_unknown_ca),
+             ZT_RUN(is_path_holds_only_for_the_chain_in_order_to_its_own_root),
              ZT_RUN(partner_ca_cannot_vouch_for_example_org),
              ZT_RUN(partner_ca_vouches_for_partner_ids),
              ZT_RUN(example_org_ca_cannot_vouch_for_partner_ids),
