@@ -761,9 +761,6 @@ static void handshake_done(zt_conn_t *c) {
    * listener). */
   if (wolfSSL_session_reused(c->ssl) && c->peer.peer_id == NULL)
     zt_tls_peer_resume(&c->peer);
-  zt_count(&c->m->handshakes[!c->inbound][wolfSSL_session_reused(c->ssl) != 0], 1);
-  zt_histogram_observe(&c->m->handshake, zt_handshake_buckets,
-                       (uv_hrtime() - c->hs_start_ns) / 1000);
   if (c->peer.peer_id == NULL) {     /* the verify callback always sets it */
     c->tls_error = "tls_error";
     zt_conn_close(c, "handshake_failed");
@@ -782,6 +779,11 @@ static void handshake_done(zt_conn_t *c) {
       return;
     }
   }
+  /* A handshake counts once the peer has passed every check: one refused above counts
+   * as a failure only. */
+  zt_count(&c->m->handshakes[!c->inbound][wolfSSL_session_reused(c->ssl) != 0], 1);
+  zt_histogram_observe(&c->m->handshake, zt_handshake_buckets,
+                       (uv_hrtime() - c->hs_start_ns) / 1000);
   if (zt_bundle_set_crl_count(c->w->ident->set->bundles) == 0)
     zt_tls_peer_drop_chain(&c->peer);   /* nothing left to re-check it against */
   if (!c->inbound) {

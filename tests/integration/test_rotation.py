@@ -970,8 +970,10 @@ def case_crl_applies_to_handshake_in_flight(c):
     ident, _ = served_identity(c, "rot-crlhs")
     crl = c.ws.path("rot-crlhs", "ca.crl.pem")
     make_crl(c, crl, [])
+    admin = free_port()
     with ztlib.EchoServer() as app, \
-            inbound(c, "rot-crlhs-in", ident, app.port, extra_identity={"crl": [crl]}) as inp:
+            inbound(c, "rot-crlhs-in", ident, app.port, admin_port=admin,
+                    extra_identity={"crl": [crl]}) as inp:
         ctx = ztlib.client_context(c.client["cert"], c.client["key"], c.pki.ca_cert)
         inc, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
         obj = ctx.wrap_bio(inc, outb, server_side=False)
@@ -1031,6 +1033,15 @@ def case_crl_applies_to_handshake_in_flight(c):
                               what="record of the revoked in-flight handshake")
         check(rec["close_reason"] in ("peer_revoked", "handshake_failed"),
               "close_reason %r" % rec["close_reason"])
+        # Refused at the end of its handshake, it is a handshake failure and not also a
+        # handshake; closed once admitted, a handshake and no failure.
+        samples = ztlib.scrape(admin)
+        done = sum(v for (name, labels), v in samples.items()
+                   if name == "ztproxy_tls_handshakes_total" and ("listener", "in") in labels)
+        failed = ztlib.metric_value(samples, "ztproxy_tls_handshake_failures_total", 0,
+                                    listener="in", reason="revoked")
+        check_eq((done, failed), (0, 1) if rec["close_reason"] == "handshake_failed"
+                 else (1, 0), "(handshakes, handshake failures for revoked)")
 
 
 CASES = [
