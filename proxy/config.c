@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +269,34 @@ static int load_admin(loader_t *L, yaml_node_t *n, zt_config_t *c) {
   return 0;
 }
 
+/* The access log is opened (created, appended to) once the config is loaded: say now,
+ * at its line, when that cannot work, so that `check` catches it too. */
+static int access_log_path_check(loader_t *L, yaml_node_t *v, const char *path) {
+  struct stat st;
+  char dir[8192];
+  const char *slash;
+  if (stat(path, &st) == 0) {
+    if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode))
+      return zt_yaml_fail(&L->y, v, L->err, "log.access: \"%s\" is not a file", path);
+    if (access(path, W_OK) != 0)
+      return zt_yaml_fail(&L->y, v, L->err, "log.access: cannot write \"%s\": %s", path,
+                          strerror(errno));
+    return 0;
+  }
+  if (errno != ENOENT)
+    return zt_yaml_fail(&L->y, v, L->err, "log.access: \"%s\": %s", path, strerror(errno));
+  slash = strrchr(path, '/');
+  if (slash == NULL) snprintf(dir, sizeof(dir), ".");
+  else if (slash == path) snprintf(dir, sizeof(dir), "/");
+  else snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return zt_yaml_fail(&L->y, v, L->err, "log.access: folder \"%s\" does not exist", dir);
+  if (access(dir, W_OK | X_OK) != 0)
+    return zt_yaml_fail(&L->y, v, L->err, "log.access: cannot create a file in \"%s\": %s",
+                        dir, strerror(errno));
+  return 0;
+}
+
 static int load_log(loader_t *L, yaml_node_t *n, zt_config_t *c) {
   static const char *const keys[] = {"access", "level", NULL};
   yaml_node_t *v;
@@ -284,6 +314,9 @@ static int load_log(loader_t *L, yaml_node_t *n, zt_config_t *c) {
       snprintf(buf, sizeof(buf), "%s/%s", L->dir, s);
       c->access_log = strdup(buf);
     }
+    if (c->access_log && strcmp(c->access_log, "stdout") != 0 &&
+        access_log_path_check(L, v, c->access_log))
+      return -1;
   }
   if ((v = zt_yaml_get(&L->y, n, "level"))) {
     if (zt_yaml_str(&L->y, v, "log.level", &s, L->err)) return -1;

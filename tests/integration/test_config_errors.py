@@ -384,6 +384,33 @@ def case_invalid_utf8_position_crlf(c):
                  position(t, "@BAD@", "@BAD@"), ["utf-8"])
 
 
+def case_access_log_folder_missing(c):
+    """The access log is opened after the config is read: a path that cannot be opened
+    is an error at its line for `check` too, and `run` refuses it the same way."""
+    t = edit(BASE, replace={"access: stdout": "  access: no-such-folder/access.log"})
+    for cmd in ("check", "run"):
+        expect_error(c, t, position(t, "no-such-folder", "no-such"), ["does not exist"],
+                     cmd=cmd)
+
+
+def case_access_log_is_a_folder(c):
+    t = edit(BASE, replace={"access: stdout": "  access: /tmp"})
+    expect_error(c, t, position(t, "access: /tmp", "/tmp"), ["not a file"])
+
+
+def case_access_log_new_file_is_valid(c):
+    """A log file that does not exist yet, in a folder that does, relative to the
+    config's folder: valid, and `check` creates nothing."""
+    d = folder(c)
+    os.makedirs(os.path.join(d, "logs"))
+    t = edit(BASE, replace={"access: stdout": "  access: logs/access.log"})
+    cfg = ztlib.write_text(os.path.join(d, "ztproxy.yaml"), t)
+    ztlib.write_text(os.path.join(d, "policy.yaml"), POLICY)
+    r = ztlib.run_cli(["check", "-c", cfg], timeout=20, cwd="/")
+    check_eq(r.rc, 0, "exit status of check with a new access log file\n%r" % r)
+    check_eq(os.listdir(os.path.join(d, "logs")), [], "files check created")
+
+
 def listen_twice(c, first, second, words):
     """in1 listens on first, out1 on second (quoted: YAML reads [..] as a list): refused
     at out1's listen, naming in1 and where its address is written."""
@@ -559,6 +586,9 @@ CASES = [
     ("syntax_error_in_second_document", case_syntax_error_in_second_document),
     ("invalid_utf8_position", case_invalid_utf8_position),
     ("invalid_utf8_position_crlf", case_invalid_utf8_position_crlf),
+    ("access_log_folder_missing", case_access_log_folder_missing),
+    ("access_log_is_a_folder", case_access_log_is_a_folder),
+    ("access_log_new_file_is_valid", case_access_log_new_file_is_valid),
     ("listen_port_with_leading_zero", case_listen_port_with_leading_zero),
     ("listen_ipv6_spelled_twice", case_listen_ipv6_spelled_twice),
     ("listen_ipv4_mapped_ipv6", case_listen_ipv4_mapped_ipv6),
