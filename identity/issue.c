@@ -328,14 +328,20 @@ static int time_encode(int64_t t, byte *out, int *out_len) {
   return 0;
 }
 
+/* notBefore = now - backdate, notAfter = notBefore + ttl; a certificate does not
+ * outlive its issuer, whose file's earliest notAfter is limit: its notAfter is then
+ * limit, as SPIRE caps an SVID's TTL, and res->capped says so. */
 static int set_validity(Cert *c, int64_t now, int64_t backdate, int64_t ttl,
-                        zt_error_t *err) {
+                        int64_t limit, zt_issue_result_t *res, zt_error_t *err) {
+  int64_t after = now - backdate + ttl;
   if (ttl <= 0 || backdate < 0 || ttl > (int64_t)100 * 366 * 86400 ||
       backdate > (int64_t)100 * 366 * 86400)
     return zt_error_set(err, NULL, 0, 0, "ttl must be positive and backdate not "
                                          "negative, both under 100 years");
+  if (res != NULL) res->capped = after > limit;
+  if (after > limit) after = limit;
   if (time_encode(now - backdate, c->beforeDate, &c->beforeDateSz) != 0 ||
-      time_encode(now - backdate + ttl, c->afterDate, &c->afterDateSz) != 0)
+      time_encode(after, c->afterDate, &c->afterDateSz) != 0)
     return zt_error_set(err, NULL, 0, 0, "validity dates out of range");
   return 0;
 }
@@ -454,6 +460,7 @@ typedef struct {
   size_t skid_len;
   const unsigned char *subject_raw; /* points into cert_der */
   size_t subject_raw_len;
+  int64_t not_after;        /* the earliest notAfter of the file's certificates */
 } ca_t;
 
 static void ca_free(ca_t *ca) {
@@ -487,6 +494,7 @@ static int ca_load(ca_t *ca, const char *cert_path, const char *key_path,
   int n, rc = -1, key_spki_len, is_ca, ku_ok;
   const char *why = NULL;
   DecodedCert dc;
+  zt_svid_info_t *info = NULL;
 
   memset(ca, 0, sizeof(*ca));
   if (zt_pem_read_file(cert_path, &pem, &pem_len, err) != 0) return -1;
@@ -504,6 +512,21 @@ static int ca_load(ca_t *ca, const char *cert_path, const char *key_path,
     zt_error_set(err, cert_path, 0, 0, "out of memory");
     goto fail;
   }
+  if ((info = malloc(sizeof(*info))) == NULL) {
+    zt_error_set(err, cert_path, 0, 0, "out of memory");
+    goto fail;
+  }
+  ca->not_after = INT64_MAX;
+  for (i = 0; i < ca->chain.n; i++) {
+    if (zt_svid_check_leaf(ca->chain.der[i], ca->chain.len[i], info, &why) != 0 &&
+        strcmp(why, ZT_SVID_MALFORMED) == 0) {
+      zt_error_set(err, cert_path, 0, 0, "certificate %zu of the file does not parse",
+                   i + 1);
+      goto fail;
+    }
+    if (info->not_after < ca->not_after) ca->not_after = info->not_after;
+  }
+  why = NULL;
   for (i = 0; i < ca->chain.n; i++) {
     if (self_signed(ca->chain.der[i], ca->chain.len[i])) continue;
     ca->parents.der[ca->parents.n] = ca->chain.der[i];
@@ -578,6 +601,7 @@ fail:
     wipe(kder, pem_len + 1);
     free(kder);
   }
+  free(info);
   if (rc != 0) ca_free(ca);
   return rc;
 }
@@ -687,7 +711,8 @@ int zt_issue_ca(const zt_issue_ca_opts_t *o, const char *cert_path,
   c->isCA = 1;
   c->selfSigned = parent ? 0 : 1;
   set_name(&c->subject, "ztproxy", cn);
-  if (set_validity(c, o->now, o->backdate, o->ttl, err) != 0) goto done;
+  if (set_validity(c, o->now, o->backdate, o->ttl,
+                   parent ? parent->not_after : INT64_MAX, res, err) != 0) goto done;
   if (set_serial(c, &b.rng) != 0 ||
       sans_add(b.sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, uri) != 0 ||
       sans_finish(b.sans, c) != 0 ||
@@ -760,7 +785,7 @@ int zt_issue_svid(const zt_issue_svid_opts_t *o, const char *cert_path,
   c->isCA = o->is_ca ? 1 : 0;
   c->basicConstSet = 1; /* an explicit (empty, so CA:FALSE) basicConstraints */
   set_name(&c->subject, "ztproxy", NULL);
-  if (set_validity(c, o->now, o->backdate, o->ttl, err) != 0) goto done;
+  if (set_validity(c, o->now, o->backdate, o->ttl, ca->not_after, res, err) != 0) goto done;
 
   if (!o->no_uri && sans_add(b.sans, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, o->id) != 0)
     goto too_many;

@@ -28,7 +28,9 @@
 typedef struct {
   const char *trust_domain;   /* validated with zt_trust_domain_check() */
   int64_t now;                /* unix seconds */
-  int64_t ttl;                /* seconds, > 0 */
+  int64_t ttl;                /* seconds, > 0: notAfter = now - backdate + ttl, but
+                                 for an intermediate never after its parent's file
+                                 (the parent and its chain) expires */
   int64_t backdate;           /* seconds, >= 0: notBefore = now - backdate */
   /* Optional (NULL/0 = the defaults above). */
   const char *ca_cert;        /* parent CA: make an intermediate signed by it (the  */
@@ -51,7 +53,9 @@ typedef struct {
   const char *const *dns; size_t n_dns;                /* DNS SANs */
   int is_ca;                  /* test option: CA:TRUE, keyCertSign (a CA as a leaf) */
   int64_t now;                /* unix seconds */
-  int64_t ttl;                /* seconds, > 0: notAfter = now - backdate + ttl */
+  int64_t ttl;                /* seconds, > 0: notAfter = now - backdate + ttl, but
+                                 never after a certificate of the CA file (the
+                                 issuer and its chain) expires */
   int64_t backdate;           /* seconds, >= 0: notBefore = now - backdate */
   /* Optional. */
   const char *key_type;       /* as for the CA */
@@ -72,6 +76,8 @@ typedef struct {
 typedef struct {
   char serial[ZT_SVID_SERIAL_HEX_MAX + 1];  /* lowercase hex */
   int64_t not_before, not_after;            /* unix seconds, as encoded */
+  int capped;                               /* not_after is the issuing CA's, not
+                                               the one the ttl asked for */
 } zt_issue_result_t;
 
 /* Self-signed CA for the trust domain: CA:TRUE, keyUsage keyCertSign, cRLSign and

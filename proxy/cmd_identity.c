@@ -43,7 +43,8 @@ static const char ca_help[] =
     "  --trust-domain TD   trust domain name, e.g. example.org\n"
     "  --cert FILE         certificate output (PEM)\n"
     "  --key FILE          private key output (PEM, EC PRIVATE KEY)\n"
-    "  --ttl DUR           lifetime (default 365d)\n"
+    "  --ttl DUR           lifetime (default 365d); an intermediate's ends no later\n"
+    "                      than its parent's file\n"
     "  --ca-cert FILE      parent CA certificate: make an intermediate CA\n"
     "  --ca-key FILE       parent CA private key\n"
     "\n"
@@ -62,9 +63,11 @@ static const char issue_help[] =
     "  --id SPIFFE_ID      the workload's SPIFFE ID (URI SAN)\n"
     "  --cert FILE         certificate output (PEM)\n"
     "  --key FILE          private key output (PEM, EC PRIVATE KEY)\n"
-    "  --ttl DUR           lifetime from notBefore (default 1h)\n"
+    "  --ttl DUR           lifetime from notBefore (default 1h), but never past\n"
+    "                      the notAfter of a certificate in CA.pem\n"
     "  --backdate DUR      notBefore = now - DUR (default 30s); notAfter =\n"
     "                      notBefore + ttl, so --backdate 2h --ttl 1h is expired\n"
+    "                      (without --backdate, a --ttl of 30s or less is refused)\n"
     "  --dns NAME          add a DNS SAN (repeatable)\n"
     "\n"
     "When CA.pem holds an intermediate CA (and its chain), OUT.pem gets the leaf\n"
@@ -125,6 +128,20 @@ static int fail(const char *cmd, const zt_error_t *err) {
   char buf[1024];
   fprintf(stderr, "ztproxy identity %s: %s\n", cmd, zt_error_str(err, buf, sizeof(buf)));
   return 1;
+}
+
+/* notAfter counts from the backdated notBefore: a --ttl within the default backdate
+ * would give a certificate that is expired when written. Asked for with --backdate,
+ * it is what the caller wants (a test's expired SVID). */
+static int born_expired(const char *cmd, const char *ttl_s) {
+  return usage(cmd, "--ttl %s is not longer than the default --backdate %ds, so the "
+               "certificate would be expired when written (give --backdate)", ttl_s,
+               ZT_ISSUE_BACKDATE_DEFAULT);
+}
+
+static void say_capped(const char *not_after) {
+  fprintf(stderr, "ztproxy identity: note: --ttl ends after the issuing CA expires: "
+          "notAfter is the CA's, %s\n", not_after);
 }
 
 /* "500ms", "10s", "5m", "1h", "30d" -> milliseconds. */
@@ -263,10 +280,13 @@ static int cmd_ca(int argc, char **argv) {
     if (parse_duration(back_s, &ms) != 0)
       return usage("ca", "invalid --backdate \"%s\" (a DUR like 30s)", back_s);
     o.backdate = (int64_t)((ms + 999) / 1000);
+  } else if (o.ttl <= o.backdate) {
+    return born_expired("ca", ttl_s);
   }
   memset(&err, 0, sizeof(err));
   if (zt_issue_ca(&o, cert, key, &res, &err) != 0) return fail("ca", &err);
   rfc3339(res.not_after, exp);
+  if (res.capped) say_capped(exp);
   printf("created %sCA spiffe://%s (serial %s, expires %s) -> %s, %s\n",
          ca_cert ? "intermediate " : "", td, res.serial, exp, cert, key);
   return 0;
@@ -343,10 +363,13 @@ static int cmd_issue(int argc, char **argv) {
     if (parse_duration(back_s, &ms) != 0)
       return usage("issue", "invalid --backdate \"%s\" (a DUR like 30s)", back_s);
     o.backdate = (int64_t)((ms + 999) / 1000);
+  } else if (o.ttl <= o.backdate) {
+    return born_expired("issue", ttl_s);
   }
   memset(&err, 0, sizeof(err));
   if (zt_issue_svid(&o, cert, key, &res, &err) != 0) return fail("issue", &err);
   rfc3339(res.not_after, exp);
+  if (res.capped) say_capped(exp);
   printf("issued %s (serial %s, expires %s) -> %s, %s\n",
          no_uri ? "a certificate without the ID URI SAN" : id, res.serial, exp, cert,
          key);

@@ -87,6 +87,51 @@ def case_issue_expired(c):
           % time.ctime(na))
 
 
+def case_issue_capped_by_the_ca(c):
+    """Nothing outlives its issuer: an intermediate asking for more than its root has
+    gets the root's notAfter, and so does a leaf asking for more than its intermediate
+    (and the root above it) has; each says so on stderr. A --ttl that fits is kept."""
+    root, rkey = c.pki.ca("cap.example", "cap-root", ttl="2h")
+    ica = os.path.join(c.pki.dir, "cap-ica.pem")
+    ikey = os.path.join(c.pki.dir, "cap-ica_key.pem")
+    r = ztlib.run_cli(["identity", "ca", "--trust-domain", "cap.example", "--cert", ica,
+                       "--key", ikey, "--ttl", "3h", "--ca-cert", root, "--ca-key", rkey])
+    check_eq(r.rc, 0, "identity ca (intermediate, 3h under a 2h root)\n%r" % r)
+    check("notAfter is the CA's" in r.err, "no note of the cap on stderr\n%r" % r)
+    root_after = validity(decode(root))[1]
+    check_eq(validity(decode(ica))[1], root_after, "intermediate's notAfter")
+    leaf = os.path.join(c.pki.dir, "cap-leaf.pem")
+    for ttl, capped in (("5h", True), ("30m", False)):
+        r = ztlib.run_cli(["identity", "issue", "--ca-cert", ica, "--ca-key", ikey,
+                           "--id", "spiffe://cap.example/x", "--cert", leaf,
+                           "--key", leaf + ".key", "--ttl", ttl])
+        check_eq(r.rc, 0, "identity issue --ttl %s\n%r" % (ttl, r))
+        check_eq("notAfter is the CA's" in r.err, capped, "note of the cap (--ttl %s)\n%r"
+                 % (ttl, r))
+        nb, na = validity(decode(leaf))
+        if capped:
+            check_eq(na, root_after, "leaf's notAfter with --ttl 5h")
+        else:
+            near(na - nb, 1800, 2, "lifetime with --ttl 30m")
+
+
+def case_ttl_within_default_backdate_refused(c):
+    """notAfter counts from the backdated notBefore: --ttl 4s with the default 30 s
+    backdate would be expired when written, so it is refused and nothing is written;
+    with an explicit --backdate it is what was asked for."""
+    cert = os.path.join(c.pki.dir, "born-expired.pem")
+    args = ["identity", "issue", "--ca-cert", c.pki.ca_cert, "--ca-key", c.pki.ca_key,
+            "--id", CLIENT_ID, "--cert", cert, "--key", cert + ".key", "--ttl", "4s"]
+    r = ztlib.run_cli(args)
+    check_eq(r.rc, 2, "exit status of issue --ttl 4s\n%r" % r)
+    check("expired when written" in r.err, "the reason on stderr\n%r" % r)
+    check(not os.path.exists(cert), "a certificate was written")
+    r = ztlib.run_cli(args + ["--backdate", "1s"])
+    check_eq(r.rc, 0, "exit status of issue --ttl 4s --backdate 1s\n%r" % r)
+    nb, na = validity(decode(cert))
+    near(na - nb, 4, 1, "lifetime with --ttl 4s --backdate 1s")
+
+
 def case_issue_sans(c):
     extra = "spiffe://%s/ns/web/sa/other" % TD
     cert, _ = c.pki.issue(CLIENT_ID, dns=["a.example.org", "b.example.org"],
@@ -174,6 +219,8 @@ CASES = [
     ("issue_defaults_uri_ttl_backdate", case_issue_defaults),
     ("issue_ttl_and_backdate", case_issue_ttl_backdate),
     ("issue_backdate_2h_ttl_1h_is_expired", case_issue_expired),
+    ("issue_capped_by_the_ca", case_issue_capped_by_the_ca),
+    ("ttl_within_default_backdate_refused", case_ttl_within_default_backdate_refused),
     ("issue_dns_and_extra_uri", case_issue_sans),
     ("issue_no_uri", case_issue_no_uri),
     ("openssl_accepts_mutual_handshake", case_openssl_accepts_mutual_handshake),
