@@ -27,6 +27,11 @@ typedef struct {
 int zt_error_set(zt_error_t *err, const char *file, int line, int col,
                  const char *fmt, ...) ZT_PRINTF(5, 6);
 
+/* Escape, in place, the control characters of the NUL-terminated s (cap bytes) as
+ * \xNN, so that text from a file or a peer cannot start a line of its own in a log.
+ * What no longer fits is cut. */
+void zt_escape_controls(char *s, size_t cap);
+
 /* "file:line:col: msg", "file: msg" or "msg" into buf; returns buf. */
 const char *zt_error_str(const zt_error_t *err, char *buf, size_t len);
 

@@ -28,9 +28,11 @@ void zt_log(int level, const char *fmt, ...) {
   if (level < zt_log_level) return;
   n = snprintf(line, sizeof(line), "ztproxy: %s: ", level_names[level]);
   va_start(ap, fmt);
-  n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+  vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
   va_end(ap);
-  if (n > (int)sizeof(line) - 2) n = (int)sizeof(line) - 2;
+  /* One event, one line: names from files and peers cannot add lines of their own. */
+  zt_escape_controls(line + n, sizeof(line) - (size_t)n - 1);
+  n += (int)strlen(line + n);
   line[n++] = '\n';
   (void)!write(2, line, (size_t)n);
 }

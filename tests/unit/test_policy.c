@@ -704,6 +704,31 @@ ZT_TEST(empty_and_missing_files_are_errors_without_a_position) {
                     "/nonexistent/zt/policy.yaml: cannot open", 40) == 0);
 }
 
+ZT_TEST(error_messages_escape_control_characters) {
+  char small[16], path[128], got[1024];
+  zt_policy_t *p = NULL;
+  zt_error_t err;
+  /* A key written with a YAML escape: its newline must not start a line of its own. */
+  ZT_ASSERT(load_text("trust_domain: example.org\n"
+                      "\"x\\nztproxy: error: forged\": 1\n", &p, path, sizeof(path),
+                      got, sizeof(got)) == -1);
+  ZT_ASSERT(p == NULL);
+  ZT_ASSERT(strchr(got, '\n') == NULL);
+  ZT_ASSERT(strstr(got, "x\\x0aztproxy: error: forged") != NULL);
+  zt_error_set(&err, "f\x01", 1, 2, "a\tb\x7f");
+  ZT_ASSERT_STR_EQ(zt_error_str(&err, got, sizeof(got)), "f\\x01:1:2: a\\x09b\\x7f");
+  snprintf(small, sizeof(small), "abcdefghij\n");
+  zt_escape_controls(small, sizeof(small));
+  ZT_ASSERT_STR_EQ(small, "abcdefghij\\x0a");
+  /* What does not fit is cut, and the string stays terminated. */
+  snprintf(small, sizeof(small), "ab\ncdefghijklm");
+  zt_escape_controls(small, sizeof(small));
+  ZT_ASSERT_STR_EQ(small, "ab\\x0acdefghijk");
+  snprintf(small, sizeof(small), "abcdefghijklm\n");
+  zt_escape_controls(small, sizeof(small));
+  ZT_ASSERT_STR_EQ(small, "abcdefghijkl");
+}
+
 ZT_TEST_MAIN(ZT_RUN(exact_id_matches_only_itself),
              ZT_RUN(prefix_stops_at_segment_boundary),
              ZT_RUN(trust_domain_wildcard_matches_every_workload_of_that_domain),
@@ -724,4 +749,5 @@ ZT_TEST_MAIN(ZT_RUN(exact_id_matches_only_itself),
              ZT_RUN(audit_mode_with_http_and_prefixes),
              ZT_RUN(refcount_keeps_the_snapshot_until_the_last_release),
              ZT_RUN(each_load_error_names_file_line_and_column),
-             ZT_RUN(empty_and_missing_files_are_errors_without_a_position))
+             ZT_RUN(empty_and_missing_files_are_errors_without_a_position),
+             ZT_RUN(error_messages_escape_control_characters))
