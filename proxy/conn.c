@@ -1208,12 +1208,12 @@ static void format_peer(uv_tcp_t *t, char *out, size_t len) {
   snprintf(out, len, "[%s]:%d", host, port);
 }
 
-void zt_conn_accept(zt_wlistener_t *wl) {
+int zt_conn_accept(zt_wlistener_t *wl) {
   zt_worker_t *w = wl->w;
   zt_conn_t *c = calloc(1, sizeof(*c));
   unsigned active;
 
-  if (c == NULL) return;
+  if (c == NULL) return -1;
   c->w = w;
   c->wl = wl;
   c->lc = wl->l->conf;
@@ -1235,7 +1235,7 @@ void zt_conn_accept(zt_wlistener_t *wl) {
 
   if (uv_accept((uv_stream_t *)&wl->tcp, (uv_stream_t *)&c->down) != 0) {
     zt_conn_close(c, "error");
-    return;
+    return 0;
   }
   format_peer(&c->down, c->src, sizeof(c->src));
   active = atomic_fetch_add_explicit(&wl->l->active, 1, memory_order_relaxed);
@@ -1244,12 +1244,12 @@ void zt_conn_accept(zt_wlistener_t *wl) {
     zt_warn("%s: conn %llu from %s: refused, %u connections is the limit", c->lc->name,
             (unsigned long long)c->id, c->src, c->lc->max_connections);
     zt_conn_close(c, "connection_limit");
-    return;
+    return 0;
   }
   if ((int64_t)time(NULL) >= c->ident->not_after) {
     /* Fail closed: no handshake with an expired SVID (the main thread says so). */
     zt_conn_close(c, "svid_expired");
-    return;
+    return 0;
   }
   uv_tcp_nodelay(&c->down, 1);
   if (c->inbound) {
@@ -1257,4 +1257,5 @@ void zt_conn_accept(zt_wlistener_t *wl) {
   } else {
     connect_up(c);
   }
+  return 0;
 }

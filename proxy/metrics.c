@@ -273,7 +273,7 @@ static void render_process(sbuf_t *b, const zt_metrics_view_t *v) {
 char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
   static const char *const decs[ZT_NDEC] = {"allow", "deny", "none"};
   sbuf_t b = {0};
-  uint64_t dropped = 0, starved = 0, backoffs = 0;
+  uint64_t dropped = 0, starved = 0, backoffs = 0, paused = 0;
 
   put(&b, "# HELP ztproxy_build_info ztproxy's version.\n# TYPE ztproxy_build_info gauge\n"
           "ztproxy_build_info{version=\"%s\"} 1\n", v->version);
@@ -374,6 +374,7 @@ char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
     dropped += zt_counter_read(&v->workers[w]->access_log_dropped);
     starved += zt_counter_read(&v->workers[w]->uring_starved);
     backoffs += zt_counter_read(&v->workers[w]->spin_backoffs);
+    paused += zt_counter_read(&v->workers[w]->accept_paused);
   }
   put(&b, "# HELP ztproxy_access_log_dropped_total Access-log lines dropped because the "
           "writer fell behind.\n# TYPE ztproxy_access_log_dropped_total counter\n"
@@ -386,6 +387,10 @@ char *zt_metrics_render(const zt_metrics_view_t *v, size_t *len) {
           "because a yield of its CPU let another task keep it for over 1 ms.\n"
           "# TYPE ztproxy_busy_poll_backoffs_total counter\n"
           "ztproxy_busy_poll_backoffs_total %llu\n", (unsigned long long)backoffs);
+  put(&b, "# HELP ztproxy_accept_pauses_total Times a worker stopped accepting on a "
+          "listener because it had no memory for a new connection (it tries again every "
+          "second).\n# TYPE ztproxy_accept_pauses_total counter\n"
+          "ztproxy_accept_pauses_total %llu\n", (unsigned long long)paused);
   render_process(&b, v);
   return zt_sbuf_take(&b, len);
 }

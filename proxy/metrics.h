@@ -75,6 +75,7 @@ typedef struct {
   zt_counter_t access_log_dropped;
   zt_counter_t uring_starved;              /* receives that found no provided buffer */
   zt_counter_t spin_backoffs;              /* busy polling stopped: the CPU was contended */
+  zt_counter_t accept_paused;              /* no memory for a new connection */
 } zt_worker_metrics_t;
 
 int zt_metrics_worker_init(zt_worker_metrics_t *m, size_t n_listeners,

@@ -67,6 +67,8 @@ typedef struct {
   uv_tcp_t tcp;
   zt_listener_t *l;
   zt_worker_t *w;
+  bool accept_paused;           /* out of memory: a connection waits in libuv, which
+                                   polls the socket again once it is taken */
 } zt_wlistener_t;
 
 /* An outbound listener's last session ticket, with whom it was made: a resumed
@@ -153,7 +155,8 @@ void zt_block_put(zt_worker_t *w, zt_block_t *b);
 void zt_worker_conn_gone(zt_worker_t *w);
 
 /* conn.c, for worker.c */
-void zt_conn_accept(zt_wlistener_t *wl);
+/* 0, or -1 when there was no memory for the connection: it is left waiting. */
+int zt_conn_accept(zt_wlistener_t *wl);
 void zt_conn_close(zt_conn_t *c, const char *reason);
 void zt_conn_close_all(zt_worker_t *w, const char *reason);
 /* A completion of the worker's ring (arg is the worker). */

@@ -47,7 +47,23 @@ static void on_connection(uv_stream_t *server, int status) {
     zt_warn("%s: accept failed: %s", wl->l->conf->name, uv_strerror(status));
     return;
   }
-  zt_conn_accept(wl);
+  if (zt_conn_accept(wl) == 0 || wl->accept_paused) return;
+  /* libuv stops polling a listener whose connection was not taken: the sweep tries
+   * again each second, and taking it resumes the polling. */
+  wl->accept_paused = true;
+  zt_count(&wl->w->metrics.accept_paused, 1);
+  zt_error("%s: out of memory for a new connection: accepting paused, retried every "
+           "second", wl->l->conf->name);
+}
+
+static void retry_paused_accepts(zt_worker_t *w) {
+  for (size_t i = 0; i < w->n_wl; i++) {
+    zt_wlistener_t *wl = &w->wl[i];
+    if (!wl->accept_paused || uv_is_closing((uv_handle_t *)&wl->tcp)) continue;
+    if (zt_conn_accept(wl) < 0) continue;
+    wl->accept_paused = false;
+    zt_warn("%s: accepting again", wl->l->conf->name);
+  }
 }
 
 static void on_closed_noop(uv_handle_t *h) { (void)h; }
@@ -70,7 +86,10 @@ static void on_drain_timeout(uv_timer_t *t) {
   zt_conn_close_all(w, "drain_timeout");
 }
 
-static void on_sweep(uv_timer_t *t) { zt_conn_sweep(t->data, 0); }
+static void on_sweep(uv_timer_t *t) {
+  retry_paused_accepts(t->data);
+  zt_conn_sweep(t->data, 0);
+}
 
 static void on_wake(uv_async_t *a) {
   zt_worker_t *w = a->data;

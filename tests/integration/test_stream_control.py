@@ -5,10 +5,13 @@ half-close both ways, idle_timeout (on either side; activity keeps a connection 
 max_connections (a connection over the limit is closed at once, the others keep
 working, a freed slot is reusable), handshake_timeout (a TCP client that never speaks TLS
 is closed), upstream down (close_reason upstream_connect_failed on either side), and
-connect_timeout (an upstream that never answers the SYN).
+connect_timeout (an upstream that never answers the SYN), and a worker out of memory
+for a new connection (accepting pauses, and resumes).
 """
 
+import contextlib
 import os
+import resource
 import socket
 import ssl
 import sys
@@ -16,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
-from ztlib import (CLIENT_ID, check, check_eq, check_record_shape, connect,  # noqa: E402
+from ztlib import (CLIENT_ID, Failure, check, check_eq, check_record_shape, connect,  # noqa: E402
                    echo_roundtrip, expect_closed, recv_until_eof, safe_close, wait_until)
 
 
@@ -305,8 +308,10 @@ def case_upstream_down_outbound(c):
         check_eq(r["close_reason"], "upstream_connect_failed", "close_reason")
 
 
-def case_connect_timeout(c):
-    """An upstream whose accept queue is full drops SYNs: the connect never completes."""
+@contextlib.contextmanager
+def unanswering_upstream():
+    """The port of a listener whose accept queue is full: it drops SYNs, so a connect
+    to it never completes."""
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     fillers = []
     try:
@@ -332,6 +337,15 @@ def case_connect_timeout(c):
         finally:
             probe.close()
         check(hangs, "cannot run: a connect to a full accept queue did not hang here")
+        yield port
+    finally:
+        for f in fillers:
+            safe_close(f)
+        safe_close(ls)
+
+
+def case_connect_timeout(c):
+    with unanswering_upstream() as port:
         out = c.mesh.outbound_proxy(port, connect_timeout="1s")
         with out:
             t0 = time.monotonic()
@@ -345,10 +359,72 @@ def case_connect_timeout(c):
             check(0.7 <= took <= 4.0, "closed after %.2fs, want ~1s" % took)
             r = out.wait_record(ztlib.by_src_port(local))
             check_eq(r["close_reason"], "connect_timeout", "close_reason")
-    finally:
-        for f in fillers:
-            safe_close(f)
-        safe_close(ls)
+
+
+def vm_data(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    raise Failure("no VmData in /proc/%d/status" % pid)
+
+
+def case_out_of_memory_pauses_accepting(c):
+    """With no memory for a new connection, a worker leaves it in the accept queue and
+    tries again each second, instead of losing the listener (libuv stops polling a
+    listener whose connection was not taken). The memory runs out for real: one malloc
+    arena (GLIBC_TUNABLES; under ASan, allocator_may_return_null), RLIMIT_DATA set to
+    what the process uses, and clients that connect through an outbound whose upstream
+    never answers, so that each holds its connection's memory."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        check(hard == resource.RLIM_INFINITY or hard >= 4096,
+              "cannot run: RLIMIT_NOFILE hard limit %d is under 4096" % hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    admin = ztlib.free_port()
+    with unanswering_upstream() as port:
+        cfg = {"identity": c.mesh.client, "workers": 1,
+               "admin": {"listen": "127.0.0.1:%d" % admin},
+               "listeners": [ztlib.outbound("hold", ztlib.free_port(), port,
+                                            connect_timeout="60s")]}
+        env = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1",
+               "ASAN_OPTIONS": "allocator_may_return_null=1:detect_leaks=1"}
+        p = ztlib.Proxy(c.mesh.ws.dir, cfg, name="oom", env=env).start()
+        held = []
+        try:
+            # 600 connections (two fds each) first: libuv's per-fd table then has room
+            # up to fd 2046, and libuv aborts where it cannot grow it. At most 350 more
+            # below stay under that.
+            held = [connect(p.port("hold")) for _ in range(600)]
+            wait_until(lambda: ztlib.metric_value(
+                ztlib.scrape(admin), "ztproxy_connections_active", 0, listener="hold")
+                == 600, timeout=15, what="600 held connections")
+            resource.prlimit(p.proc.pid, resource.RLIMIT_DATA,
+                             (vm_data(p.proc.pid), resource.RLIM_INFINITY))
+            for i in range(350):
+                held.append(connect(p.port("hold")))
+                if i % 10 == 9:
+                    time.sleep(0.02)
+                    if "accepting paused" in p.stderr():
+                        break
+            print("# %d more connections" % (i + 1), flush=True)
+            wait_until(lambda: "accepting paused" in p.stderr(), timeout=5,
+                       what="\"accepting paused\" once the memory ran out")
+            resource.prlimit(p.proc.pid, resource.RLIMIT_DATA,
+                             (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            wait_until(lambda: "accepting again" in p.stderr(), timeout=5,
+                       what="\"accepting again\" once memory was back")
+            new = connect(p.port("hold"))
+            held.append(new)
+            src = "127.0.0.1:%d" % new.getsockname()[1]
+            wait_until(lambda: src in ztlib.admin_get(admin, "/connections")[1], timeout=5,
+                       what="a new connection taken after the pause")
+            pauses = ztlib.metric_value(ztlib.scrape(admin), "ztproxy_accept_pauses_total")
+            check(pauses is not None and pauses >= 1, "ztproxy_accept_pauses_total %r" % pauses)
+        finally:
+            for s in held:
+                safe_close(s)
+            p.stop()
 
 
 CASES = [
@@ -364,6 +440,12 @@ CASES = [
     ("upstream_down_outbound", case_upstream_down_outbound),
     ("connect_timeout", case_connect_timeout),
 ]
+# Accepting is the same on both data paths.
+ONCE = [("out_of_memory_pauses_accepting", case_out_of_memory_pauses_accepting)]
 
 if __name__ == "__main__":
-    ztlib.run_cases("test_stream_control", ztlib.on_both_data_paths(CASES), setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)
+    only = sys.argv[1:]
+    ztlib.run_cases("test_stream_control",
+                    [x for x in ztlib.on_both_data_paths(CASES) + ONCE
+                     if not only or x[0] in only],
+                    setup=ztlib.mesh_setup, teardown=ztlib.mesh_teardown)

@@ -579,8 +579,10 @@ class Proxy:
     raised, it is terminated (then killed) without further checks.
     """
 
-    def __init__(self, workdir, cfg, name="proxy", start_timeout=15.0, cwd=None):
+    def __init__(self, workdir, cfg, name="proxy", start_timeout=15.0, cwd=None,
+                 env=None):
         self.workdir = workdir
+        self.env = env  # added to the process's environment
         self.name = name
         self.cfg = dict(cfg)
         log = dict(self.cfg.get("log", {}))
@@ -653,7 +655,8 @@ class Proxy:
         self._err = open(self.err_path, "wb")
         self.proc = subprocess.Popen([ZTPROXY, "run", "-c", self.cfg_path],
                                      stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, cwd=self.cwd, env=child_env())
+                                     stderr=self._err, cwd=self.cwd,
+                                     env=child_env(self.env))
         _register(self.proc)
         deadline = time.monotonic() + self.start_timeout
         pending = list(self.listen_ports())
