@@ -297,14 +297,41 @@ FX_TEST(expired_leaf_is_a_valid_svid_with_past_dates) {
 
 FX_TEST(dates_after_2049_use_generalized_time) {
   zt_issue_svid_opts_t o;
+  zt_issue_ca_opts_t co;
+  zt_issue_result_t res;
+  char cert[600], key[600];
+  zt_error_t err;
+  /* A CA that lives past 2050: nothing outlives its issuer. */
+  snprintf(cert, sizeof(cert), "%s/ca2050.pem", f->dir);
+  snprintf(key, sizeof(key), "%s/ca2050_key.pem", f->dir);
+  memset(&co, 0, sizeof(co));
+  co.trust_domain = "example.org";
+  co.now = f->now;
+  co.ttl = (int64_t)40 * 366 * 86400;
+  ZT_ASSERT(zt_issue_ca(&co, cert, key, NULL, &err) == 0);
   svid_opts(f, &o);
+  o.ca_cert = cert;
+  o.ca_key = key;
   o.now = 2524608000; /* 2050-01-01T00:00:00Z */
   o.backdate = 0;
   o.ttl = 86400;
-  ZT_ASSERT(issue(f, "future", &o, NULL) == 0);
+  ZT_ASSERT(issue(f, "future", &o, &res) == 0);
+  ZT_ASSERT(res.capped == 0);
   ZT_ASSERT(check_issued(f, "future", &info_, NULL) == 0);
   ZT_ASSERT(info_.not_before == 2524608000);
   ZT_ASSERT(info_.not_after == 2524608000 + 86400);
+}
+
+FX_TEST(issued_certificate_does_not_outlive_its_ca) {
+  zt_issue_svid_opts_t o;
+  zt_issue_result_t res;
+  svid_opts(f, &o);
+  o.ttl = (int64_t)2 * ZT_ISSUE_CA_TTL_DEFAULT;   /* the fixture CA lives a year */
+  ZT_ASSERT(issue(f, "capped", &o, &res) == 0);
+  ZT_ASSERT(res.capped == 1);
+  ZT_ASSERT(check_issued(f, "capped", &info_, NULL) == 0);
+  ZT_ASSERT(info_.not_after == f->now - ZT_ISSUE_BACKDATE_DEFAULT + ZT_ISSUE_CA_TTL_DEFAULT);
+  ZT_ASSERT(res.not_after == info_.not_after);
 }
 
 FX_TEST(wolfssl_ctx_accepts_the_key_with_the_cert) {
@@ -565,6 +592,7 @@ ZT_TEST_MAIN(ZT_RUN(good_svid_passes_with_its_id),
              ZT_RUN(trust_domain_ca_is_a_ca_with_its_uri),
              ZT_RUN(expired_leaf_is_a_valid_svid_with_past_dates),
              ZT_RUN(dates_after_2049_use_generalized_time),
+             ZT_RUN(issued_certificate_does_not_outlive_its_ca),
              ZT_RUN(wolfssl_ctx_accepts_the_key_with_the_cert),
              ZT_RUN(wolfssl_ctx_rejects_another_key),
              ZT_RUN(key_files_are_private_and_pem),
