@@ -45,9 +45,14 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   size_t lens[ZT_SVID_CHAIN_MAX], n = 0, total = 0;
   zt_svid_info_t info;
   const char *reason;
+  bool federated;
 
   if (peer == NULL) return 0;
-  if (!preverify) {
+  /* With federated trust domains, wolfSSL's verdict does not count either way (see
+   * the fast path below): a partner's CA with a copied key identifier, seen first,
+   * would make it refuse our own peers. Our own verification at the leaf decides. */
+  federated = zt_bundle_set_count(peer->ident->set->bundles) > 1;
+  if (!preverify && !federated) {
     if (peer->tls_error == NULL) peer->tls_error = cert_error_reason(store->error);
     return 0;
   }
@@ -65,13 +70,17 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
     lens[n] = (size_t)store->certs[i].length;
     total += lens[n++];
   }
-  /* Without CRLs, wolfSSL's verification of signatures and dates stands when the
-   * chain is provably the path it took to a root of the peer's own trust domain; what
-   * is left is ours: the SVID rules. Otherwise, and with CRLs, our own verification. */
+  /* With one trust domain and no CRLs, wolfSSL's verification of signatures and
+   * dates stands when the chain is provably the path it took to one of its roots; what
+   * is left is ours: the SVID rules. Otherwise our own verification. Not with
+   * federated trust domains: wolfSSL finds a signer by key identifier alone, in one
+   * table for every trust domain, keeping the first CA it saw for each, so a
+   * partner's CA could take the place of one of ours under a copied name and key
+   * identifier, and the path check cannot tell (both are public). */
   {
     const zt_bundle_set_t *b = peer->ident->set->bundles;
     int td = -1, fast = 0;
-    if (zt_bundle_set_crl_count(b) == 0) {
+    if (zt_bundle_set_crl_count(b) == 0 && !federated) {
       if (zt_svid_check_chain(ders, lens, n, &info, &reason)) {
         peer->tls_error = reason;
         return 0;

@@ -7,7 +7,10 @@
 - an intermediate that an earlier peer's chain brought is not trusted afterwards: once
   it has expired, a leaf it issued is refused when sent alone;
 - an inbound listener with `resumption: false` refuses a session ticket that another
-  listener of the same process issued, and asks for the certificate.
+  listener of the same process issued, and asks for the certificate;
+- a federated partner's CA certificate with the subject and key identifier of one of
+  ours (or of another partner's root) neither vouches for our IDs (or theirs) nor
+  makes our (their) own workloads fail.
 
 Each refusal is checked at the app too: it sees no connection and no byte.
 """
@@ -215,6 +218,110 @@ def case_ticket_refused_where_resumption_off(c):
             check_eq(b[0]["peer_id"], CLIENT_ID, "peer_id at b (from the certificate)")
 
 
+# -- a partner's CA under a copied name and key identifier --------------------------------
+# wolfSSL looks up a signer by key identifier, in one table for every trust domain,
+# and keeps the first CA certificate it saw for each. A federated partner controls its
+# own CA: it can issue a CA certificate with the subject and subject key identifier of
+# one of ours (both public), signed by its own root, or put such a "root" in its
+# bundle. It must neither pass for ours nor make ours fail.
+
+def openssl(*args):
+    r = subprocess.run(["openssl"] + list(args), capture_output=True, text=True,
+                       timeout=30)
+    check(r.returncode == 0, "openssl %s: %s" % (" ".join(args), r.stderr))
+    return r.stdout
+
+
+def key_id(cert):
+    out = openssl("x509", "-in", cert, "-noout", "-ext", "subjectKeyIdentifier")
+    return out.strip().splitlines()[-1].strip()
+
+
+def copied_ca(c, name, model, td, signer=None):
+    """A CA certificate of trust domain td with model's subject and key identifier and
+    a key of its own; signed by signer (cert, key) or, without one, by itself."""
+    key = c.mesh.ws.path(name + "_key.pem")
+    cert = c.mesh.ws.path(name + ".pem")
+    csr = c.mesh.ws.path(name + ".csr")
+    ext = ztlib.write_text(c.mesh.ws.path(name + ".ext"),
+                           "basicConstraints=critical,CA:TRUE\n"
+                           "keyUsage=critical,keyCertSign,cRLSign\n"
+                           "subjectKeyIdentifier=%s\nauthorityKeyIdentifier=keyid:always\n"
+                           "subjectAltName=URI:spiffe://%s\n" % (key_id(model), td))
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    openssl("x509", "-x509toreq", "-in", model, "-signkey", key, "-out", csr)
+    sign = ["-CA", signer[0], "-CAkey", signer[1]] if signer else ["-signkey", key]
+    openssl("x509", "-req", "-in", csr, "-extfile", ext, "-days", "1", "-out", cert, *sign)
+    return cert, key
+
+
+def leaf_of(c, name, ca, spiffe_id):
+    key = c.mesh.ws.path(name + "_key.pem")
+    cert = c.mesh.ws.path(name + ".pem")
+    csr = c.mesh.ws.path(name + ".csr")
+    ext = ztlib.write_text(c.mesh.ws.path(name + ".ext"),
+                           "basicConstraints=critical,CA:FALSE\n"
+                           "keyUsage=critical,digitalSignature\n"
+                           "authorityKeyIdentifier=keyid:always\n"
+                           "subjectAltName=URI:%s\n" % spiffe_id)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    openssl("req", "-new", "-key", key, "-subj", "/O=x", "-out", csr)
+    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-extfile", ext,
+            "-days", "1", "-out", cert)
+    return cert, key
+
+
+def federated_inbound(c, app, name, federated, allowed):
+    ident = dict(c.mesh.server)
+    ident["federated"] = [{"trust_domain": td, "bundle": b} for td, b in federated]
+    pol = ztlib.policy([ztlib.rule("allowed", "allow", list(allowed), ports=[app.port])])
+    ppath = c.mesh.policy_file(pol, name + "-policy")
+    cfg = {"identity": ident,
+           "listeners": [ztlib.inbound("in", ztlib.free_port(), app.port, ppath)]}
+    return ztlib.Proxy(c.mesh.ws.dir, cfg, name=name)
+
+
+def case_partner_intermediate_with_our_key_id(c):
+    """The partner's CA copies our intermediate ica1: one of its workloads presents it
+    first (so that wolfSSL keeps it), then a leaf with our client's ID that the copy's
+    key signed, sent with the real ica1. Refused; and our real client under ica1 still
+    gets in."""
+    ptd = "partner.example"
+    ppki = ztlib.Pki(ptd, root=c.mesh.ws.dir)
+    copy = copied_ca(c, "ica1-copy", c.ica1[0], ptd, signer=(ppki.ca_cert, ppki.ca_key))
+    warm = leaf_of(c, "partner-warm", copy, "spiffe://%s/ns/pay/sa/billing" % ptd)
+    evil = leaf_of(c, "evil-client", copy, CLIENT_ID)
+    with ztlib.EchoServer() as app:
+        with federated_inbound(c, app, "copied-ica", [(ptd, ppki.ca_cert)],
+                               [CLIENT_ID, "spiffe://%s/*" % ptd]) as inp:
+            accepted(inp, chain_file(c, "warm-chain", warm[0], copy[0]), warm[1],
+                     "the partner's workload under its own CA")
+            refused(inp, app, chain_file(c, "evil-chain", evil[0], c.ica1[0]), evil[1],
+                    "bad_signature", "our client's ID signed by the partner's copy of ica1")
+            accepted(inp, chain_file(c, "leaf1-chain", c.leaf1[0], c.ica1[0]), c.leaf1[1],
+                     "our client under the real ica1")
+
+
+def case_partner_root_with_another_partners_key_id(c):
+    """Partner a's bundle also holds a "root" copying partner b's root. A leaf with a
+    b ID under it is refused; b's real workload gets in."""
+    a, b = "a.example", "b.example"
+    apki = ztlib.Pki(a, root=c.mesh.ws.dir)
+    bpki = ztlib.Pki(b, root=c.mesh.ws.dir)
+    copy = copied_ca(c, "b-root-copy", bpki.ca_cert, a)
+    a_bundle = ztlib.write_text(c.mesh.ws.path("a-bundle.pem"),
+                                open(apki.ca_cert).read() + open(copy[0]).read())
+    victim = "spiffe://%s/ns/pay/sa/billing" % b
+    evil = leaf_of(c, "evil-b", copy, victim)
+    real = bpki.issue(victim, name="real-b")
+    with ztlib.EchoServer() as app:
+        with federated_inbound(c, app, "copied-root", [(a, a_bundle), (b, bpki.ca_cert)],
+                               [victim]) as inp:
+            refused(inp, app, evil[0], evil[1], ("bad_signature", "unknown_ca"),
+                    "b's ID under a's copy of b's root")
+            accepted(inp, real[0], real[1], "b's workload")
+
+
 CASES = [
     ("revoked_leaf_reordered_chain", case_revoked_leaf_reordered_chain),
     ("revoked_intermediate_behind_sibling", case_revoked_intermediate_behind_sibling),
@@ -222,6 +329,9 @@ CASES = [
      case_root_revoked_leaf_with_extra_intermediate),
     ("intermediate_not_remembered", case_intermediate_not_remembered),
     ("ticket_refused_where_resumption_off", case_ticket_refused_where_resumption_off),
+    ("partner_intermediate_with_our_key_id", case_partner_intermediate_with_our_key_id),
+    ("partner_root_with_another_partners_key_id",
+     case_partner_root_with_another_partners_key_id),
 ]
 
 if __name__ == "__main__":
