@@ -201,6 +201,25 @@ void zt_log_timestamp(char out[32]) {
   snprintf(out + n, 32 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
+/* The length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF) at s, or 0. Stops at a NUL. */
+static size_t utf8_len(const unsigned char *s) {
+  unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+  if (c >= 0xe0 && c <= 0xef) {
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+    return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+    return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80
+               ? 4 : 0;
+  }
+  return 0;
+}
+
 size_t zt_json_str(char *buf, size_t len, size_t cap, const char *s) {
   static const char hex[] = "0123456789abcdef";
   if (len + 8 >= cap) return len;
@@ -211,6 +230,7 @@ size_t zt_json_str(char *buf, size_t len, size_t cap, const char *s) {
   buf[len++] = '"';
   for (; *s && len + 8 < cap; s++) {
     unsigned char ch = (unsigned char)*s;
+    size_t k;
     if (ch == '"' || ch == '\\') {
       buf[len++] = '\\';
       buf[len++] = (char)ch;
@@ -219,8 +239,17 @@ size_t zt_json_str(char *buf, size_t len, size_t cap, const char *s) {
       buf[len + 4] = hex[ch >> 4];
       buf[len + 5] = hex[ch & 15];
       len += 6;
-    } else {
+    } else if (ch < 0x80) {
       buf[len++] = (char)ch;
+    } else if ((k = utf8_len((const unsigned char *)s)) > 0) {
+      memcpy(buf + len, s, k);        /* k <= 4 < the 8 bytes kept free */
+      len += k;
+      s += k - 1;
+    } else {
+      /* Not UTF-8 (a peer's SNI or ALPN can be any bytes): U+FFFD, so that every
+       * line stays JSON a strict parser reads. */
+      memcpy(buf + len, "\\ufffd", 6);
+      len += 6;
     }
   }
   buf[len++] = '"';

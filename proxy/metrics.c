@@ -41,9 +41,11 @@ void zt_histogram_observe(zt_histogram_t *h, const double *bounds, uint64_t us) 
   zt_count(&h->sum_us, us);
 }
 
-static int table_init(zt_series_table_t *t, size_t limit) {
+/* At most limit named series plus one "other" per listener: the table stays at most
+ * half full, so a probe always ends at a free slot. */
+static int table_init(zt_series_table_t *t, size_t limit, size_t n_listeners) {
   t->cap = 16;
-  while (t->cap < limit * 2 + 2) t->cap <<= 1;
+  while (t->cap < (limit + n_listeners) * 2 + 2) t->cap <<= 1;
   t->limit = limit;
   t->used = 0;
   t->slots = calloc(t->cap, sizeof(*t->slots));
@@ -96,8 +98,8 @@ int zt_metrics_worker_init(zt_worker_metrics_t *m, size_t n_listeners,
   memset(m, 0, sizeof(*m));
   m->n_listeners = n_listeners;
   m->listeners = calloc(n_listeners, sizeof(*m->listeners));
-  if (m->listeners == NULL || table_init(&m->rules, 4096) ||
-      table_init(&m->peers, max_peer_series)) {
+  if (m->listeners == NULL || table_init(&m->rules, 4096, n_listeners) ||
+      table_init(&m->peers, max_peer_series, n_listeners)) {
     zt_metrics_worker_free(m);
     return -1;
   }

@@ -144,13 +144,40 @@ ZT_TEST(a_full_access_log_ring_drops_and_counts) {
 }
 
 ZT_TEST(json_strings_are_escaped) {
-  char buf[64];
+  char buf[128];
   size_t n = zt_json_str(buf, 0, sizeof(buf), "a\"b\\c\n\x01");
   buf[n] = '\0';
   ZT_ASSERT_STR_EQ(buf, "\"a\\\"b\\\\c\\u000a\\u0001\"");
   n = zt_json_str(buf, 0, sizeof(buf), NULL);
   buf[n] = '\0';
   ZT_ASSERT_STR_EQ(buf, "null");
+  /* UTF-8 passes; any other byte above 0x7f (a lone continuation, an overlong form,
+   * a surrogate, a sequence cut short, past U+10FFFF) becomes U+FFFD. */
+  n = zt_json_str(buf, 0, sizeof(buf), "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+  buf[n] = '\0';
+  ZT_ASSERT_STR_EQ(buf, "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+  n = zt_json_str(buf, 0, sizeof(buf), "a\x80\xc0\xaf\xed\xa0\x80\xe2\x82\xf4\x90\x80\x80z");
+  buf[n] = '\0';
+  ZT_ASSERT_STR_EQ(buf, "\"a\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd"
+                        "\\ufffd\\ufffd\\ufffd\\ufffdz\"");
+  n = zt_json_str(buf, 0, sizeof(buf), "\xe2\x82");   /* cut short by the end */
+  buf[n] = '\0';
+  ZT_ASSERT_STR_EQ(buf, "\"\\ufffd\\ufffd\"");
+}
+
+ZT_TEST(series_tables_never_fill_even_with_more_listeners_than_series) {
+  /* 16 listeners and max_peer_series 1: every listener's "other" still finds a slot
+   * (a full table made the lookup loop forever). */
+  zt_worker_metrics_t m;
+  char id[64];
+  ZT_ASSERT(zt_metrics_worker_init(&m, 16, 1) == 0);
+  for (uint32_t l = 0; l < 16; l++)
+    for (int i = 0; i < 20; i++) {
+      snprintf(id, sizeof(id), "spiffe://t/%u/%d", l, i);
+      zt_metrics_series_count(&m.peers, l, id, 0);
+    }
+  ZT_ASSERT(m.peers.used <= m.peers.cap / 2);
+  zt_metrics_worker_free(&m);
 }
 
 ZT_TEST_MAIN(ZT_RUN(peer_series_are_capped_with_an_other_bucket),
@@ -158,4 +185,5 @@ ZT_TEST_MAIN(ZT_RUN(peer_series_are_capped_with_an_other_bucket),
              ZT_RUN(many_series_over_two_listeners_and_two_workers_sum_exactly),
              ZT_RUN(label_values_are_escaped), ZT_RUN(histogram_buckets_are_cumulative),
              ZT_RUN(a_full_access_log_ring_drops_and_counts),
-             ZT_RUN(json_strings_are_escaped))
+             ZT_RUN(json_strings_are_escaped),
+             ZT_RUN(series_tables_never_fill_even_with_more_listeners_than_series))
