@@ -315,12 +315,10 @@ static void do_policy(client_t *c) {
   reply_sbuf(c, "application/json", &b);
 }
 
+/* Also during a drain: what is still draining is listed (workers whose loops have
+ * ended have nothing to list). */
 static void do_connections(client_t *c) {
   zt_server_t *srv = c->a->srv;
-  if (atomic_load(&srv->drain_requested)) {
-    reply_text(c, 503, "draining\n");
-    return;
-  }
   c->done = 1;                  /* nothing more is read until the answer */
   uv_read_stop((uv_stream_t *)&c->tcp);
   c->next_wait = c->a->waiting;

@@ -109,6 +109,7 @@ struct zt_worker {
   zt_identity_t *ident;         /* the identity new connections use (owned) */
   zt_ticket_cache_t *tickets;   /* per listener (outbound ones) */
   _Atomic(zt_identity_t *) pending_ident;  /* main → worker: a newer identity */
+  bool loop_done;               /* its loop ended: wake no more (under srv->lock) */
   atomic_int dump_pending;      /* main → worker: list your connections */
   char *dump;                   /* worker → main: the list, as JSON objects */
 };
@@ -130,7 +131,13 @@ struct zt_server {
   uv_async_t dump_done;         /* worker → main: every list is in */
   uv_async_t worker_exit;       /* worker → main: one more worker has stopped */
   atomic_int dumps_left;
-  atomic_int workers_left;
+  /* A wake-up sent to a loop that has been closed aborts in libuv. The lock makes a
+   * loop's end and the wake-ups sent to it one order: workers_left with the worker's
+   * last word to main, each worker's loop_done with main's wake-ups to it, main_closed
+   * with the workers' wake-ups to main. Control events only, never the data path. */
+  uv_mutex_t lock;
+  int workers_left;
+  bool main_closed;
 };
 
 /* Ask every worker for its connections; zt_admin_connections_ready follows. */

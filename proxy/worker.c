@@ -301,8 +301,14 @@ static void worker_main(void *arg) {
   else run_loop(w, srv->cfg->busy_poll_us);
   zt_uring_free(w->uring);
   w->uring = NULL;
-  atomic_fetch_sub(&srv->workers_left, 1);
-  uv_async_send(&srv->worker_exit);
+  uv_mutex_lock(&srv->lock);
+  w->loop_done = true;
+  if (atomic_exchange(&w->dump_pending, 0) &&            /* asked, and not answered */
+      atomic_fetch_sub(&srv->dumps_left, 1) == 1 && !srv->main_closed)
+    uv_async_send(&srv->dump_done);
+  srv->workers_left--;
+  if (!srv->main_closed) uv_async_send(&srv->worker_exit);
+  uv_mutex_unlock(&srv->lock);
   while (w->pool) {
     zt_block_t *b = w->pool;
     w->pool = b->next;
@@ -311,40 +317,52 @@ static void worker_main(void *arg) {
   uv_loop_close(&w->loop);
 }
 
+/* Main thread: wake the workers whose loops still run. */
+static void wake_workers(zt_server_t *srv) {
+  uv_mutex_lock(&srv->lock);
+  for (unsigned i = 0; i < srv->n_started; i++)
+    if (!srv->workers[i].loop_done) uv_async_send(&srv->workers[i].wake);
+  uv_mutex_unlock(&srv->lock);
+}
+
 static void request_drain(zt_server_t *srv) {
   atomic_store(&srv->drain_requested, 1);
-  for (unsigned i = 0; i < srv->n_started; i++) uv_async_send(&srv->workers[i].wake);
+  wake_workers(srv);
 }
 
 void zt_server_set_policy(zt_server_t *srv, size_t li, zt_policy_t *p) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
-  for (unsigned i = 0; i < srv->n_workers; i++) {
+  for (unsigned i = 0; i < srv->n_workers; i++)
     zt_policy_release(atomic_exchange(&srv->workers[i].pending_policy[li],
                                       zt_policy_retain(p)));
-    uv_async_send(&srv->workers[i].wake);
-  }
+  wake_workers(srv);
   zt_policy_release(srv->policies[li]);
   srv->policies[li] = p;
   srv->policy_loaded_at[li] = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
 void zt_server_set_identity(zt_server_t *srv, zt_identity_t *id) {
-  for (unsigned i = 0; i < srv->n_workers; i++) {
+  for (unsigned i = 0; i < srv->n_workers; i++)
     zt_identity_release(atomic_exchange(&srv->workers[i].pending_ident,
                                         zt_identity_retain(id)));
-    uv_async_send(&srv->workers[i].wake);
-  }
+  wake_workers(srv);
   zt_identity_release(srv->ident);
   srv->ident = id;
 }
 
 void zt_server_request_dump(zt_server_t *srv) {
-  atomic_store(&srv->dumps_left, (int)srv->n_started);
+  int live = 0;
+  uv_mutex_lock(&srv->lock);
+  for (unsigned i = 0; i < srv->n_started; i++) live += !srv->workers[i].loop_done;
+  atomic_store(&srv->dumps_left, live);
   for (unsigned i = 0; i < srv->n_started; i++) {
+    if (srv->workers[i].loop_done) continue;
     atomic_store(&srv->workers[i].dump_pending, 1);
     uv_async_send(&srv->workers[i].wake);
   }
+  if (live == 0) uv_async_send(&srv->dump_done);  /* nobody to ask: an empty list */
+  uv_mutex_unlock(&srv->lock);
 }
 
 typedef struct {
@@ -357,6 +375,9 @@ typedef struct {
 static void close_main_handles(zt_main_t *m) {
   if (m->closed) return;
   m->closed = true;
+  uv_mutex_lock(&m->srv->lock);
+  m->srv->main_closed = true;
+  uv_mutex_unlock(&m->srv->lock);
   zt_reload_stop(m->reloader);
   m->reloader = NULL;
   zt_admin_stop(m->srv->admin);
@@ -395,7 +416,11 @@ static void on_dump_done(uv_async_t *a) {
  * during the drain) and the signal handlers go, and the main loop ends. */
 static void on_worker_exit(uv_async_t *a) {
   zt_main_t *m = a->data;
-  if (atomic_load(&m->srv->workers_left) == 0) close_main_handles(m);
+  int left;
+  uv_mutex_lock(&m->srv->lock);
+  left = m->srv->workers_left;
+  uv_mutex_unlock(&m->srv->lock);
+  if (left == 0) close_main_handles(m);
 }
 
 static void count_drop(void *arg) {
@@ -441,7 +466,7 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
   uv_async_init(&loop, &srv.worker_exit, on_worker_exit);
   srv.dump_done.data = &srv;
   srv.worker_exit.data = &m;
-  atomic_init(&srv.workers_left, 0);
+  uv_mutex_init(&srv.lock);
 
   for (i = 0; i < srv.n_workers; i++) {
     zt_worker_t *w = &srv.workers[i];
@@ -472,9 +497,13 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
 
   for (i = 0; !failed && i < srv.n_workers; i++) {
     zt_worker_t *w = &srv.workers[i];
-    atomic_fetch_add(&srv.workers_left, 1);
+    uv_mutex_lock(&srv.lock);
+    srv.workers_left++;
+    uv_mutex_unlock(&srv.lock);
     if (uv_thread_create(&w->thread, worker_main, w) != 0) {
-      atomic_fetch_sub(&srv.workers_left, 1);
+      uv_mutex_lock(&srv.lock);
+      srv.workers_left--;
+      uv_mutex_unlock(&srv.lock);
       failed = 1;
       break;
     }
@@ -530,6 +559,7 @@ int zt_server_run(zt_config_t *cfg, zt_identity_t *ident) {
     zt_alog_queue_free(srv.workers[i].alog);
   }
   uv_sem_destroy(&srv.started);
+  uv_mutex_destroy(&srv.lock);
   for (i = 0; i < cfg->n_listeners; i++) zt_policy_release(srv.policies[i]);
   free(srv.policies);
   free(srv.policy_loaded_at);

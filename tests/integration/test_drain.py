@@ -5,7 +5,8 @@ A transfer of 32 MiB paced over ~1.5 s through the chain survives a SIGTERM to e
 proxy byte-exact; new connections are refused as soon as the signal is handled; the
 process exits 0 once the connection is done (well before drain_timeout). With
 drain_timeout 1s a connection that stays open is cut (close_reason drain_timeout) and the
-process still exits 0. An idle proxy exits 0 at once on SIGTERM and on SIGINT.
+process still exits 0. An idle proxy exits 0 at once on SIGTERM and on SIGINT. Reloads
+and admin requests during a drain reach the workers still draining.
 """
 
 import hashlib
@@ -141,6 +142,45 @@ def case_idle_sigint(c):
     idle_exit(c, signal.SIGINT)
 
 
+def case_reload_while_draining(c):
+    """A SIGHUP, a policy change and an admin /connections while a drain goes on, after
+    the workers without connections have ended their loops: the one still draining
+    gets the new policy, /connections lists its connection, and the process exits 0
+    once it is done (a wake-up sent to an ended loop used to abort it)."""
+    admin = ztlib.free_port()
+    with ztlib.EchoServer() as app:
+        inp = c.mesh.inbound_proxy(app.port, handshake_timeout="30s",
+                                   cfg_extra={"drain_timeout": "20s", "workers": 4,
+                                              "admin": {"listen": "127.0.0.1:%d" % admin}})
+        with inp:
+            s = connect(inp.port("in"))           # stays in its handshake
+            try:
+                src = "127.0.0.1:%d" % s.getsockname()[1]
+                wait_until(lambda: src in ztlib.admin_get(admin, "/connections")[1], 5,
+                           what="the connection to be listed")
+                inp.terminate()
+                expect_refusing(inp.port("in"), "inbound proxy")
+                time.sleep(0.5)                   # the idle workers end their loops
+                n = inp.stderr().count("reloaded")
+                inp.signal(signal.SIGHUP)
+                wait_until(lambda: inp.stderr().count("reloaded") > n, 5,
+                           what="the SIGHUP reload")
+                pol = inp.cfg["listeners"][0]["policy"]
+                with open(pol, "a") as f:
+                    f.write("# changed while draining\n")
+                wait_until(lambda: "file change: policy" in inp.stderr(), 5,
+                           what="the reload of the changed policy")
+                status, body = ztlib.admin_get(admin, "/connections")
+                check_eq(status, 200, "/connections during the drain")
+                check(src in body, "the draining connection is not listed: %s" % body)
+                check(inp.alive(), "the proxy died reloading during its drain:\n%s"
+                      % ztlib.tail(inp.stderr()))
+            finally:
+                safe_close(s)
+            took = inp.wait_exit(timeout=15)
+            check(took < 15, "exit took %.1fs" % took)
+
+
 CASES = [
     ("sigterm_outbound_mid_transfer_completes", case_sigterm_outbound_mid_transfer),
     ("sigterm_inbound_mid_transfer_completes", case_sigterm_inbound_mid_transfer),
@@ -148,6 +188,7 @@ CASES = [
     ("drain_timeout_cuts_open_connection_outbound", case_drain_timeout_outbound),
     ("idle_proxy_sigterm_exits_0", case_idle_sigterm),
     ("idle_proxy_sigint_exits_0", case_idle_sigint),
+    ("reload_while_draining", case_reload_while_draining),
 ]
 
 if __name__ == "__main__":
