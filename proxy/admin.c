@@ -51,12 +51,14 @@ typedef struct client {
 struct zt_admin {
   uv_tcp_t tcp;
   uv_timer_t sweep;             /* closes clients past CLIENT_TIMEOUT_MS */
-  int handles;                  /* tcp and sweep, until both are closed */
+  int handles;                  /* tcp and sweep, and once stopping the clients:
+                                   the last one closed frees the admin */
   zt_server_t *srv;
   llhttp_settings_t settings;
   client_t *waiting;
   client_t *clients;
   size_t n_clients;
+  int stopping;
 };
 
 static void free_admin(uv_handle_t *h) {
@@ -66,6 +68,7 @@ static void free_admin(uv_handle_t *h) {
 
 static void on_client_closed(uv_handle_t *h) {
   client_t *c = h->data;
+  zt_admin_t *a = c->a;
   client_t **w;
   if (c->prev) c->prev->next = c->next;
   else c->a->clients = c->next;
@@ -78,6 +81,7 @@ static void on_client_closed(uv_handle_t *h) {
   c->a->n_clients--;
   free(c->out);
   free(c);
+  if (a->stopping) free_admin((uv_handle_t *)&a->tcp);
 }
 
 static void close_client(client_t *c) {
@@ -486,6 +490,10 @@ void zt_admin_stop(zt_admin_t *a) {
     next = c->next_wait;
     reply_text(c, 503, "draining\n");
   }
+  /* Clients closing already, or closed now, call back after this: each holds the
+   * admin until then. */
+  a->stopping = 1;
+  a->handles += (int)a->n_clients;
   for (c = a->clients; c; c = c->next) close_client(c);
   uv_close((uv_handle_t *)&a->tcp, free_admin);
   uv_close((uv_handle_t *)&a->sweep, free_admin);

@@ -403,6 +403,28 @@ def case_admin_port_taken_exits_1(c):
         holder.close()
 
 
+def case_admin_clients_open_at_exit(c):
+    """The process stops with admin clients still connected (idle, mid-request, one
+    waiting for /connections is not possible once draining ends, so: idle and partial):
+    each is closed, and the admin's memory outlives their close callbacks (an earlier
+    build freed it first: a use after free under ASan). Exit 0, clean stderr."""
+    aport = free_port()
+    with ztlib.EchoServer() as app:
+        inp = c.mesh.inbound_proxy(app.port, cfg_extra=admin_cfg(aport))
+        with inp:
+            idle = socket.create_connection(("127.0.0.1", aport), timeout=5)
+            partial = socket.create_connection(("127.0.0.1", aport), timeout=5)
+            try:
+                partial.sendall(b"GET /metr")
+                check_eq(http_get(aport, "/healthz")[0], 200, "/healthz")
+                inp.terminate()
+                took = inp.wait_exit(timeout=10)
+                check(took < 5, "exit took %.1fs" % took)
+            finally:
+                safe_close(idle)
+                safe_close(partial)
+
+
 CASES = [
     ("exact_counters_after_known_traffic", case_exact_counters_after_known_traffic),
     ("admin_endpoints", case_admin_endpoints),
@@ -414,6 +436,7 @@ CASES = [
     ("admin_survives_abusive_clients", case_admin_survives_abusive_clients),
     ("metrics_with_many_listeners", case_metrics_with_many_listeners),
     ("admin_port_taken_exits_1", case_admin_port_taken_exits_1),
+    ("admin_clients_open_at_exit", case_admin_clients_open_at_exit),
 ]
 
 if __name__ == "__main__":
