@@ -121,8 +121,13 @@ static void on_shutdown(uv_shutdown_t *req, int status);
 
 /* --- the access log ---------------------------------------------------------------- */
 
+/* The longest record: two SPIFFE IDs of 2,048 bytes, an SNI of 255 bytes and an ALPN
+ * of 63 each escaped to 6 bytes apiece, names of 128, the target address, numbers and
+ * keys: under 8 KiB, so a record is never cut. */
+#define ACCESS_LINE_MAX 16384
+
 static void access_log(zt_conn_t *c) {
-  char line[4096], ts[32], num[160];
+  char line[ACCESS_LINE_MAX], ts[32], num[160];
   size_t n = 0;
   const size_t cap = sizeof(line);
   const char *decision = "none";

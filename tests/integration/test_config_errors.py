@@ -384,6 +384,13 @@ def case_invalid_utf8_position_crlf(c):
                  position(t, "@BAD@", "@BAD@"), ["utf-8"])
 
 
+def case_listener_name_not_a_word(c):
+    """A listener's name goes into log lines and metric labels: a plain word."""
+    for bad in ('"in 1"', '"in\\n1"', '""', "x" * 129):
+        t = edit(BASE, replace={"- name: in1": "  - name: %s" % bad})
+        expect_error(c, t, position(t, "- name: %s" % bad, bad[0]), ["1-128 characters"])
+
+
 def case_access_log_folder_missing(c):
     """The access log is opened after the config is read: a path that cannot be opened
     is an error at its line for `check` too, and `run` refuses it the same way."""
@@ -586,6 +593,7 @@ CASES = [
     ("syntax_error_in_second_document", case_syntax_error_in_second_document),
     ("invalid_utf8_position", case_invalid_utf8_position),
     ("invalid_utf8_position_crlf", case_invalid_utf8_position_crlf),
+    ("listener_name_not_a_word", case_listener_name_not_a_word),
     ("access_log_folder_missing", case_access_log_folder_missing),
     ("access_log_is_a_folder", case_access_log_is_a_folder),
     ("access_log_new_file_is_valid", case_access_log_new_file_is_valid),

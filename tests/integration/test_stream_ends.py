@@ -17,6 +17,7 @@
 The misbehaving peers are tests/tools/tls_peer (wolfSSL) and Python's ssl module.
 """
 
+import json
 import os
 import socket
 import struct
@@ -252,12 +253,57 @@ def case_access_log_sni(c):
                 check_eq(r["sni"], name, "sni")
 
 
+def s_client(port, servername, cert=None, key=None):
+    """One connection by openssl s_client asking for servername (bytes, sent as they
+    are), sending a line; returns once it has ended (bounded)."""
+    args = [b"openssl", b"s_client", b"-connect", b"127.0.0.1:%d" % port, b"-quiet",
+            b"-no_ign_eof", b"-servername", servername]
+    if cert:
+        args += [b"-cert", cert.encode(), b"-key", key.encode()]
+    try:
+        subprocess.run(args, input=b"line\n", capture_output=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        raise ztlib.Failure("openssl s_client did not end within 10 s")
+
+
+def case_access_log_records_stay_json(c):
+    """Whatever a peer sends, each record is one line of JSON with every field: a
+    client with a 2,048-byte SPIFFE ID asking for a server name of 255 control
+    characters (an earlier build cut that record, and glued the next one onto it), and
+    a client without a certificate asking for a name that is not UTF-8."""
+    long_id = "spiffe://%s/" % ztlib.TD
+    long_id += "a" * (2048 - len(long_id))
+    cert, key = c.mesh.pki.issue(long_id, name="long-id")
+    with ztlib.EchoServer() as app:
+        pol = ztlib.policy([ztlib.rule("anyone", "allow", ["*"], ports=[app.port])])
+        with c.mesh.inbound_proxy(app.port, pol=pol) as inp:
+            s_client(inp.port("in"), b"\x01" * 255, cert, key)
+            s_client(inp.port("in"), b"bad\xff\xfe.example")
+            inp.wait_records(2, timeout=5)
+            with open(inp.access_path, "rb") as f:
+                lines = f.read().split(b"\n")
+            check_eq(lines[-1], b"", "the end of the log")
+            recs = []
+            for line in lines[:-1]:
+                try:
+                    recs.append(json.loads(line.decode("utf-8")))
+                except ValueError as e:
+                    raise ztlib.Failure("not a line of JSON (%s): %r" % (e, line[:200]))
+            check_eq(len(recs), 2, "records")
+            for r in recs:
+                check_record_shape(r, "record")
+            check_eq((recs[0]["peer_id"], recs[0]["sni"]), (long_id, "\x01" * 255),
+                     "(peer_id, sni) of the first")
+            check_eq(recs[1]["sni"], "bad\ufffd\ufffd.example", "sni of the second")
+
+
 CASES = [
     ("cut_streams_reset_the_app", case_cut_streams_reset_the_app),
     ("keyupdate_flood_bounded", case_keyupdate_flood_bounded),
     ("keyupdate_after_app_half_close", case_keyupdate_after_app_half_close),
     ("reset_during_handshake_logged", case_reset_during_handshake_logged),
     ("access_log_sni", case_access_log_sni),
+    ("access_log_records_stay_json", case_access_log_records_stay_json),
 ]
 
 if __name__ == "__main__":
