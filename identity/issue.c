@@ -851,6 +851,14 @@ static void db_put(dbuf_t *d, const void *p, size_t n) {
   d->len += n;
 }
 
+/* Append src to d and empty src; a part that ran out of memory spoils the whole. */
+static void db_take(dbuf_t *d, dbuf_t *src) {
+  if (src->oom) d->oom = 1;
+  db_put(d, src->b, src->len);
+  free(src->b);
+  memset(src, 0, sizeof(*src));
+}
+
 /* tag, length, content */
 static void db_tlv(dbuf_t *d, unsigned char tag, const void *p, size_t n) {
   unsigned char l[5];
@@ -1017,9 +1025,7 @@ int zt_issue_crl(const zt_issue_crl_opts_t *o, const char *out_path, zt_error_t 
     db_uint(&entry, serial, (size_t)n);
     db_time(&entry, o->now);
     db_wrap(&entry, ASN_SEQUENCE | ASN_CONSTRUCTED);
-    db_put(&revoked, entry.b, entry.len);
-    free(entry.b);
-    memset(&entry, 0, sizeof(entry));
+    db_take(&revoked, &entry);
   }
   if (o->n_serials > 0) {
     db_wrap(&revoked, ASN_SEQUENCE | ASN_CONSTRUCTED);
@@ -1033,11 +1039,10 @@ int zt_issue_crl(const zt_issue_crl_opts_t *o, const char *out_path, zt_error_t 
     db_tlv(&ext, ASN_OBJECT_ID, oid_aki, sizeof(oid_aki));
     db_tlv(&ext, ASN_OCTET_STRING, tmp.b, tmp.len);
     db_wrap(&ext, ASN_SEQUENCE | ASN_CONSTRUCTED);
-    db_put(&exts, ext.b, ext.len);
+    if (tmp.oom) ext.oom = 1;
     free(tmp.b);
-    free(ext.b);
     memset(&tmp, 0, sizeof(tmp));
-    memset(&ext, 0, sizeof(ext));
+    db_take(&exts, &ext);
   }
   {
     unsigned char num[8];

@@ -182,9 +182,20 @@ static int parse_port(const char *s, uint16_t *out) {
   return 0;
 }
 
+/* s (n bytes) with its control characters escaped, in buf: what a cases file or the
+ * command line holds is printed, never a terminal escape or a line of its own. */
+static const char *shown(const char *s, size_t n, char *buf, size_t cap) {
+  snprintf(buf, cap, "%.*s", (int)n, s);
+  zt_escape_controls(buf, cap);
+  return buf;
+}
+#define SHOWN(s, buf) shown((s), strlen(s), (buf), sizeof(buf))
+
 static void print_request(const zt_request_t *r) {
-  printf("request: from %.*s to port %u", (int)r->peer_id_len, r->peer_id, r->port);
-  if (r->method) printf(", HTTP %s %s\n", r->method, r->path);
+  char id[4 * ZT_SPIFFE_ID_MAX + 1], m[256], path[4096];
+  printf("request: from %s to port %u", shown(r->peer_id, r->peer_id_len, id, sizeof(id)),
+         r->port);
+  if (r->method) printf(", HTTP %s %s\n", SHOWN(r->method, m), SHOWN(r->path, path));
   else printf(" (L4: no method and path)\n");
 }
 
@@ -266,6 +277,7 @@ static int cmd_explain(int argc, char **argv) {
       bool m;
       if (zt_policy_rule_action(p, i) != want) continue;
       m = zt_policy_rule_explain(p, i, &r, why, sizeof(why));
+      zt_escape_controls(why, sizeof(why));
       if (m && first_match < 0) first_match = (int)i;
       printf("  rules[%zu] %-5s \"%s\" (line %d): %s: %s\n", i, action_str(want),
              zt_policy_rule_name(p, i), zt_policy_rule_line(p, i),
@@ -398,6 +410,7 @@ static int cmd_test(int argc, char **argv) {
     zt_request_t r;
     zt_action_t expect;
     const char *rule, *label;
+    char id[4 * ZT_SPIFFE_ID_MAX + 1], lab[1024], m[256], path[4096];
     zt_decision_t d;
     read_case(&c, n, i, &r, &expect, &rule, &label);
     d = zt_policy_decide_nocount(p, &r);
@@ -405,9 +418,9 @@ static int cmd_test(int argc, char **argv) {
     failed++;
     printf("%s:%d:%d: cases[%zu]", cases_file, (int)n->start_mark.line + 1,
            (int)n->start_mark.column + 1, i);
-    if (label) printf(" \"%s\"", label);
-    printf(": from %s port %u", r.peer_id, r.port);
-    if (r.method) printf(" %s %s", r.method, r.path);
+    if (label) printf(" \"%s\"", SHOWN(label, lab));
+    printf(": from %s port %u", shown(r.peer_id, r.peer_id_len, id, sizeof(id)), r.port);
+    if (r.method) printf(" %s %s", SHOWN(r.method, m), SHOWN(r.path, path));
     if (d.rule_index < 0) printf(": got %s by default", action_str(d.action));
     else printf(": got %s by rule \"%s\"", action_str(d.action), d.rule);
     printf(", want %s", action_str(expect));

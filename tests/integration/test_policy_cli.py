@@ -197,6 +197,22 @@ def case_test_mismatch(ctx):
     check("5 cases, 3 passed, 2 failed" in r.out, "summary\n%r" % r)
 
 
+def case_test_prints_no_control_characters(ctx):
+    """A cases file's names, methods and paths are printed with their control
+    characters escaped: no terminal escape sequence, no line of their own."""
+    p = ctx.write("ok.yaml", POLICY)
+    c = ctx.write("cases-ctl.yaml", '- name: "\\e[31mred\\x07"\n'
+                                    "  from: spiffe://example.org/ns/web/x\n  port: 8080\n"
+                                    '  method: "GET\\r\\nforged: line"\n'
+                                    '  path: "/\\e]0;title\\a"\n  expect: deny\n')
+    r = run(["test", p, c])
+    check_eq(r.rc, 1, "exit of test with a mismatch\n%r" % r)
+    check(not any(ch in r.out for ch in "\x1b\x07\r"), "control characters printed\n%r" % r)
+    check(not any(l.startswith("forged") for l in r.out.splitlines()), "a forged line\n%r" % r)
+    check("\\x1b[31mred\\x07" in r.out and "GET\\x0d\\x0aforged: line" in r.out,
+          "the escaped text\n%r" % r)
+
+
 def case_test_load_errors(ctx):
     p = ctx.write("ok.yaml", POLICY)
     c = ctx.write("cases-err.yaml", "- from: spiffe://example.org/a\n  port: 80\n"
@@ -253,6 +269,7 @@ CASE_LIST = [
     ("explain_usage_errors_exit_2", case_explain_usage_errors),
     ("test_all_pass_exit_0", case_test_pass),
     ("test_mismatch_exit_1", case_test_mismatch),
+    ("test_prints_no_control_characters", case_test_prints_no_control_characters),
     ("test_load_errors_exit_2", case_test_load_errors),
     ("help", case_help),
     ("check_large_policy_bounded", case_check_large_policy_bounded),
