@@ -8,6 +8,7 @@
 #include <uv.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -21,11 +22,45 @@ static atomic_int reopen_requested;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+/* Each thread writes at most ZT_LOG_LINES_PER_SEC diagnostic lines a second, and says
+ * how many it left out when it next writes: a flood of refused handshakes, which any
+ * client can cause, must not become a flood of blocking writes to a stderr that its
+ * reader drains slowly, stalling the worker. */
+#define ZT_LOG_LINES_PER_SEC 200
+
+static _Thread_local struct {
+  int64_t second;
+  unsigned lines, dropped;
+} budget;
+
+static bool within_budget(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  if (ts.tv_sec != budget.second) {
+    unsigned dropped = budget.dropped;
+    budget.second = ts.tv_sec;
+    budget.lines = budget.dropped = 0;
+    if (dropped) {
+      char line[128];
+      int n = snprintf(line, sizeof(line), "ztproxy: warn: %u log lines left out (more "
+                       "than %d a second)\n", dropped, ZT_LOG_LINES_PER_SEC);
+      budget.lines++;
+      (void)!write(2, line, (size_t)n);
+    }
+  }
+  if (budget.lines >= ZT_LOG_LINES_PER_SEC) {
+    budget.dropped++;
+    return false;
+  }
+  budget.lines++;
+  return true;
+}
+
 void zt_log(int level, const char *fmt, ...) {
   char line[1024];
   int n;
   va_list ap;
-  if (level < zt_log_level) return;
+  if (level < zt_log_level || !within_budget()) return;
   n = snprintf(line, sizeof(line), "ztproxy: %s: ", level_names[level]);
   va_start(ap, fmt);
   vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

@@ -19,6 +19,7 @@ The misbehaving peers are tests/tools/tls_peer (wolfSSL) and Python's ssl module
 
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -28,7 +29,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztlib  # noqa: E402
-from ztlib import CLIENT_ID, check, check_eq, check_record_shape, safe_close  # noqa: E402
+from ztlib import (CLIENT_ID, check, check_eq, check_record_shape, safe_close,  # noqa: E402
+                   wait_until)
 
 TLS_PEER = os.environ.get("ZT_TLS_PEER") or os.path.join(
     os.path.dirname(os.path.abspath(ztlib.ZTPROXY)), "tests", "tls_peer")
@@ -253,6 +255,39 @@ def case_access_log_sni(c):
                 check_eq(r["sni"], name, "sni")
 
 
+def case_refusal_flood_log_lines_bounded(c):
+    """Thousands of garbage handshakes in a second: the worker writes at most 200
+    diagnostic lines a second, then says how many it left out. Every refusal is still
+    in the access log."""
+    n = 3000
+    with ztlib.EchoServer() as app:
+        with c.mesh.inbound_proxy(app.port, cfg_extra={"workers": 1}) as inp:
+            def garbage():                  # a ClientHello record cut short
+                s = ztlib.connect(inp.port("in"))
+                try:
+                    s.sendall(b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00")
+                    ztlib.wait_closed(s, timeout=5)
+                finally:
+                    safe_close(s)
+            t0 = time.monotonic()
+            for _ in range(n):
+                garbage()
+            took = time.monotonic() - t0
+            inp.wait_records(n, timeout=30, what="%d records" % n)
+            time.sleep(1.1)
+            garbage()                       # a line a second later brings the count
+            n += 1
+            wait_until(lambda: "log lines left out" in inp.stderr(), 5,
+                       what="the count of lines left out")
+            wait_until(lambda: len(inp.records()) == n, 5, what="the last record")
+            refusals = inp.stderr().count("TLS handshake refused")
+            check(refusals <= 200 * (int(took) + 2) + 1,
+                  "%d refusal lines for %d refusals in %.1f s" % (refusals, n, took))
+            left_out = sum(int(m) for m in re.findall(r"(\d+) log lines left out",
+                                                      inp.stderr()))
+            check_eq(refusals + left_out, n, "lines written + lines left out")
+
+
 def s_client(port, servername, cert=None, key=None):
     """One connection by openssl s_client asking for servername (bytes, sent as they
     are), sending a line; returns once it has ended (bounded)."""
@@ -304,6 +339,7 @@ CASES = [
     ("reset_during_handshake_logged", case_reset_during_handshake_logged),
     ("access_log_sni", case_access_log_sni),
     ("access_log_records_stay_json", case_access_log_records_stay_json),
+    ("refusal_flood_log_lines_bounded", case_refusal_flood_log_lines_bounded),
 ]
 
 if __name__ == "__main__":
