@@ -449,8 +449,9 @@ def case_bad_replacements_keep_old_identity(c):
                     with open(ident["key"], "wb") as f:
                         f.write(key_data)
                 elif name.startswith("bundle"):
-                    install(ident, cert_data, key_data)
+                    # the bundle first: the SVID put back alone would be a valid set
                     atomic_write(ident["bundle"], read(foreign_ca[0]))
+                    install(ident, cert_data, key_data)
                 else:
                     install(ident, cert_data, key_data)
                 lines = wait_new_line(inp, "identity reload failed", nfail)
