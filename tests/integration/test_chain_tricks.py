@@ -237,18 +237,23 @@ def key_id(cert):
     return out.strip().splitlines()[-1].strip()
 
 
+def new_key(c, name, ext_text):
+    """(cert, key, csr, ext) paths for name: a fresh P-256 key, and ext_text written
+    as the extensions file; cert and csr are left to the caller."""
+    key = c.mesh.ws.path(name + "_key.pem")
+    ext = ztlib.write_text(c.mesh.ws.path(name + ".ext"), ext_text)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    return c.mesh.ws.path(name + ".pem"), key, c.mesh.ws.path(name + ".csr"), ext
+
+
 def copied_ca(c, name, model, td, signer=None):
     """A CA certificate of trust domain td with model's subject and key identifier and
     a key of its own; signed by signer (cert, key) or, without one, by itself."""
-    key = c.mesh.ws.path(name + "_key.pem")
-    cert = c.mesh.ws.path(name + ".pem")
-    csr = c.mesh.ws.path(name + ".csr")
-    ext = ztlib.write_text(c.mesh.ws.path(name + ".ext"),
-                           "basicConstraints=critical,CA:TRUE\n"
-                           "keyUsage=critical,keyCertSign,cRLSign\n"
-                           "subjectKeyIdentifier=%s\nauthorityKeyIdentifier=keyid:always\n"
-                           "subjectAltName=URI:spiffe://%s\n" % (key_id(model), td))
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    cert, key, csr, ext = new_key(
+        c, name, "basicConstraints=critical,CA:TRUE\n"
+                 "keyUsage=critical,keyCertSign,cRLSign\n"
+                 "subjectKeyIdentifier=%s\nauthorityKeyIdentifier=keyid:always\n"
+                 "subjectAltName=URI:spiffe://%s\n" % (key_id(model), td))
     openssl("x509", "-x509toreq", "-in", model, "-signkey", key, "-out", csr)
     sign = ["-CA", signer[0], "-CAkey", signer[1]] if signer else ["-signkey", key]
     openssl("x509", "-req", "-in", csr, "-extfile", ext, "-days", "1", "-out", cert, *sign)
@@ -256,15 +261,11 @@ def copied_ca(c, name, model, td, signer=None):
 
 
 def leaf_of(c, name, ca, spiffe_id):
-    key = c.mesh.ws.path(name + "_key.pem")
-    cert = c.mesh.ws.path(name + ".pem")
-    csr = c.mesh.ws.path(name + ".csr")
-    ext = ztlib.write_text(c.mesh.ws.path(name + ".ext"),
-                           "basicConstraints=critical,CA:FALSE\n"
-                           "keyUsage=critical,digitalSignature\n"
-                           "authorityKeyIdentifier=keyid:always\n"
-                           "subjectAltName=URI:%s\n" % spiffe_id)
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    cert, key, csr, ext = new_key(
+        c, name, "basicConstraints=critical,CA:FALSE\n"
+                 "keyUsage=critical,digitalSignature\n"
+                 "authorityKeyIdentifier=keyid:always\n"
+                 "subjectAltName=URI:%s\n" % spiffe_id)
     openssl("req", "-new", "-key", key, "-subj", "/O=x", "-out", csr)
     openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-extfile", ext,
             "-days", "1", "-out", cert)
