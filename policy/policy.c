@@ -273,7 +273,7 @@ static int parse_http(build_t *b, yaml_node_t *n, const char *rule_what,
 
 /* ---- rules --------------------------------------------------------------------- */
 
-static int name_ok(const char *s) {
+int zt_policy_name_ok(const char *s) {
   size_t i, len = strlen(s);
   if (len == 0 || len > 128) return 0;
   for (i = 0; i < len; i++) {
@@ -301,7 +301,7 @@ static int parse_rule(build_t *b, yaml_node_t *rules, size_t idx, zt_policy_t *p
     return fail(b, n, "%s: missing required key \"name\"", what);
   snprintf(sub, sizeof(sub), "%s.name", what);
   if (zt_yaml_str(b->y, v, sub, &name, b->err)) return -1;
-  if (!name_ok(name))
+  if (!zt_policy_name_ok(name))
     return fail(b, v, "%s: \"%s\" must be 1 to 128 letters, digits or . _ - : /", sub,
                 name);
   /* "default" is what a decision by the default action reports: keep logs unambiguous. */

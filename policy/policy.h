@@ -37,6 +37,10 @@ typedef struct {
   int rule_index;         /* deciding rule's index in file order, -1 for the default */
 } zt_decision_t;
 
+/* A rule's name, and a listener's: 1-128 characters of [A-Za-z0-9._:/-], fit for
+ * log lines, metric labels and JSON as they are. 1 when s is one. */
+int zt_policy_name_ok(const char *s);
+
 /* Load, validate and compile file. 0 and *out (refcount 1) on success; -1 and err
  * filled with file:line:column on any error. */
 int zt_policy_load(const char *file, zt_policy_t **out, zt_error_t *err);

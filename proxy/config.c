@@ -137,20 +137,6 @@ static int listen_apart(loader_t *L, yaml_node_t *n, const char *what, const zt_
                           : "[::] takes the port for IPv4 too");
 }
 
-/* A listener's name goes into log lines, metric labels and access-log records: a
- * plain word, as a policy rule's name. */
-static bool listener_name_ok(const char *s) {
-  size_t len = strlen(s);
-  if (len == 0 || len > 128) return false;
-  for (size_t i = 0; i < len; i++) {
-    char ch = s[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '-' || ch == '_' || ch == '.' || ch == ':' || ch == '/'))
-      return false;
-  }
-  return true;
-}
-
 /* Resolve path against the config folder and check that it is readable. */
 static int file_path(loader_t *L, yaml_node_t *n, const char *what, char **out) {
   const char *s;
@@ -369,7 +355,7 @@ static int load_listener(loader_t *L, yaml_node_t *n, size_t idx, zt_config_t *c
 
   if (!(v = required(L, n, "name", what)) || zt_yaml_str(&L->y, v, "name", &s, L->err))
     return -1;
-  if (!listener_name_ok(s))
+  if (!zt_policy_name_ok(s))
     return zt_yaml_fail(&L->y, v, L->err, "%s.name: \"%s\" is not 1-128 characters "
                         "of A-Z a-z 0-9 . _ - : /", what, s);
   for (size_t i = 0; i < idx; i++)
