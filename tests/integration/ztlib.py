@@ -26,6 +26,7 @@ import atexit
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -366,8 +367,35 @@ def metric_value(samples, name, default=None, **labels):
 # --------------------------------------------------------------------------------------
 # Ports and sockets
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+_PORTS = random.Random(os.getpid() ^ int(time.time() * 1000))
+
+
 def free_port():
-    """A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close)."""
+    """A port that was free on 127.0.0.1 a moment ago. Taken below the kernel's
+    ephemeral range when it can be: the client sockets of tests running alongside
+    (thousands, in some) take their local ports from that range, and one of them
+    could land on a port picked there before the listener binds it."""
+    lo = 10000 if _EPHEMERAL[0] > 10000 + 1000 else 1024
+    for _ in range(64):
+        port = _PORTS.randrange(lo, _EPHEMERAL[0])
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.bind(("127.0.0.1", 0))
