@@ -144,9 +144,10 @@ def case_idle_sigint(c):
 
 def case_reload_while_draining(c):
     """A SIGHUP, a policy change and an admin /connections while a drain goes on, after
-    the workers without connections have ended their loops: the one still draining
-    gets the new policy, /connections lists its connection, and the process exits 0
-    once it is done (a wake-up sent to an ended loop used to abort it)."""
+    the workers without connections have ended their loops: both reloads are taken,
+    /connections lists the connection still draining, the process stays up, and it
+    exits 0 once that connection is done (a wake-up sent to an ended loop used to
+    abort it)."""
     admin = ztlib.free_port()
     with ztlib.EchoServer() as app:
         inp = c.mesh.inbound_proxy(app.port, handshake_timeout="30s",

@@ -404,10 +404,10 @@ def case_admin_port_taken_exits_1(c):
 
 
 def case_admin_clients_open_at_exit(c):
-    """The process stops with admin clients still connected (idle, mid-request, one
-    waiting for /connections is not possible once draining ends, so: idle and partial):
-    each is closed, and the admin's memory outlives their close callbacks (an earlier
-    build freed it first: a use after free under ASan). Exit 0, clean stderr."""
+    """The process stops with admin clients still connected, one idle and one halfway
+    through its request: each is closed, and the admin's memory outlives their close
+    callbacks (an earlier build freed it first: a use after free under ASan). Exit 0,
+    clean stderr."""
     aport = free_port()
     with ztlib.EchoServer() as app:
         inp = c.mesh.inbound_proxy(app.port, cfg_extra=admin_cfg(aport))
